@@ -2,6 +2,7 @@
 
 mod demo;
 mod doctor;
+mod prepare;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,8 @@ enum Command {
     Demo(demo::Args),
     /// Check the environment: libtorch, the serving device, the data sets.
     Doctor(doctor::Args),
+    /// Train a model and its ramps, profile them, and write a servable bundle.
+    Prepare(prepare::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Doctor(args) => doctor::run(&args),
+        Command::Prepare(args) => prepare::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,15 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// A bundle folder is incomplete or inconsistent.
+    #[error("{path}: {reason}")]
+    BadBundle { path: PathBuf, reason: String },
+    /// Text could not be tokenized.
+    #[error("tokenizer: {0}")]
+    Tokenize(String),
+    /// An argument is outside what the callee accepts (a shape, an index, a fraction).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// libtorch reported an error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),

@@ -5,8 +5,20 @@
 //! ramp training, latency profiling and bundles. The server and CLI build on it;
 //! the controller and sidecar never do, so they stay free of libtorch.
 
+pub mod bundle;
 pub mod data;
 pub mod device;
+mod early_exit;
 mod error;
+mod evaluate;
+pub mod minilm;
+pub mod model;
+pub mod prepare;
+pub mod profiler;
+pub mod text;
+pub mod train;
 
+pub use bundle::{Bundle, InputSpec, Manifest};
+pub use early_exit::{Architecture, EarlyExitModel};
 pub use error::{EngineError, Result};
+pub use evaluate::{AccuracyReport, RampReport, evaluate};

@@ -48,6 +48,18 @@ impl ImageSet {
         usize::try_from(self.labels.size()[0]).unwrap_or(0)
     }
 
+    /// Examples `start..start + len` (a view, no copy).
+    pub fn slice(&self, start: usize, len: usize) -> Self {
+        let (start, len) = (
+            i64::try_from(start).expect("fits"),
+            i64::try_from(len).expect("fits"),
+        );
+        Self {
+            images: self.images.narrow(0, start, len),
+            labels: self.labels.narrow(0, start, len),
+        }
+    }
+
     /// True when there are no examples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

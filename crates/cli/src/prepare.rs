@@ -1,0 +1,158 @@
+//! `apparate prepare`: train a model and its ramps on real data, profile it on the
+//! serving device, and write a self-contained bundle.
+
+use std::{path::PathBuf, time::Instant};
+
+use anyhow::{Context, Result};
+use apparate_engine::{
+    Bundle,
+    device::{DeviceChoice, describe, set_threads},
+    model::Family,
+    prepare::{PrepareOptions, prepare_cnn},
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::doctor::parse_device;
+
+/// Model families `prepare` can build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelArg {
+    /// ResNet-20-style CNN on Fashion-MNIST, 8 candidate ramps.
+    Resnet,
+    /// VGG-style CNN on Fashion-MNIST, 5 candidate ramps.
+    Vgg,
+}
+
+/// Arguments of `apparate prepare`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Model family to prepare.
+    #[arg(long)]
+    pub model: ModelArg,
+    /// Bundle folder to write (created if missing; files in it are replaced).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Tiny and fast: a slice of the data, one short epoch, a short profile. For tests.
+    #[arg(long)]
+    pub quick: bool,
+    /// Backbone training epochs (default 4; 1 with --quick).
+    #[arg(long)]
+    pub epochs: Option<u32>,
+    /// Share of the training set, from its start, used to train the ramps (the bootstrap split).
+    #[arg(long, default_value_t = 0.1)]
+    pub bootstrap_share: f64,
+    /// Device to train and profile on: auto, cpu, cuda or cuda:N.
+    #[arg(long, env = "APPARATE_DEVICE", default_value = "auto", value_parser = parse_device)]
+    pub device: DeviceChoice,
+    /// libtorch threads (0 = one per core).
+    #[arg(long, env = "APPARATE_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// Seed for initialisation and shuffling.
+    #[arg(long, default_value_t = 7)]
+    pub seed: i64,
+}
+
+/// Runs `prepare` and prints the accuracy report.
+pub fn run(args: &Args) -> Result<()> {
+    anyhow::ensure!(
+        args.bootstrap_share > 0.0 && args.bootstrap_share <= 1.0,
+        "--bootstrap-share must be in (0, 1], got {}",
+        args.bootstrap_share
+    );
+    set_threads(args.threads);
+    let device = args.device.resolve();
+    eprintln!(
+        "apparate prepare: {} on {}",
+        name(args.model),
+        describe(device)
+    );
+    let family = match args.model {
+        ModelArg::Resnet => Family::Resnet,
+        ModelArg::Vgg => Family::Vgg,
+    };
+    let opts = PrepareOptions {
+        family,
+        device,
+        quick: args.quick,
+        epochs: args.epochs,
+        bootstrap_share: args.bootstrap_share,
+        seed: args.seed,
+    };
+    let started = Instant::now();
+    let bars = [
+        ("backbone", "steps"),
+        ("ramps", "epochs"),
+        ("profile", "batch sizes"),
+    ]
+    .map(|(what, unit)| progress_bar(what, unit));
+    let bundle = prepare_cnn(&opts, &mut |phase, done, total, loss| {
+        let bar = &bars[phase as usize];
+        bar.set_length(total);
+        bar.set_position(done);
+        if let Some(loss) = loss {
+            bar.set_message(format!("loss {loss:.3}"));
+        }
+        if done == total {
+            bar.finish();
+        }
+    })?;
+    bundle
+        .save(&args.out)
+        .with_context(|| format!("writing the bundle to {}", args.out.display()))?;
+    print_summary(&bundle, started.elapsed().as_secs_f64());
+    println!("bundle written to {}", args.out.display());
+    Ok(())
+}
+
+fn name(model: ModelArg) -> &'static str {
+    match model {
+        ModelArg::Resnet => "resnet",
+        ModelArg::Vgg => "vgg",
+    }
+}
+
+fn progress_bar(what: &str, unit: &str) -> ProgressBar {
+    let style = ProgressStyle::with_template(&format!(
+        "{what:>9} {{bar:40}} {{pos}}/{{len}} {unit}, {{msg}} [{{elapsed}}<{{eta}}]"
+    ))
+    .expect("valid template");
+    ProgressBar::new(0).with_style(style)
+}
+
+fn print_summary(bundle: &Bundle, trained_secs: f64) {
+    let r = &bundle.report;
+    let p = &bundle.profile;
+    let last = p.batch_sizes.len() - 1;
+    let full = p.full_model_ms[last];
+    println!(
+        "prepared in {trained_secs:.0} s; {}: final accuracy {:.2} %",
+        r.dataset,
+        100.0 * r.final_accuracy
+    );
+    println!(
+        "{:<8} {:>6} {:>10} {:>9} {:>12} {:>10}",
+        "ramp", "depth", "agreement", "accuracy", "reach ms", "ramp ms"
+    );
+    for (ramp, (cut, prof)) in r
+        .ramps
+        .iter()
+        .zip(bundle.manifest.candidates.iter().zip(&p.ramps))
+    {
+        println!(
+            "{:<8} {:>5.0}% {:>9.2}% {:>8.2}% {:>12.3} {:>10.4}",
+            ramp.name,
+            100.0 * cut.depth_fraction,
+            100.0 * ramp.agreement,
+            100.0 * ramp.accuracy,
+            prof.backbone_ms[last],
+            prof.ramp_ms[last]
+        );
+    }
+    let all_ramps: f64 = p.ramps.iter().map(|r| r.ramp_ms[last]).sum();
+    println!(
+        "batch {}: full model {full:.3} ms; all {} ramps together {all_ramps:.4} ms ({:.2} % of the full model)",
+        p.batch_sizes[last],
+        p.ramps.len(),
+        100.0 * all_ramps / full
+    );
+}
