@@ -16,9 +16,10 @@ use crate::record::FeedbackRecord;
 pub const NEVER_EXIT: f32 = 1.0;
 
 /// True when a ramp with this threshold releases an input with this confidence.
+/// `NEVER_EXIT` never releases, even a (numerically) over-confident 1.0000001.
 #[inline]
 pub fn exits(confidence: f32, threshold: f32) -> bool {
-    confidence > threshold
+    threshold < NEVER_EXIT && confidence > threshold
 }
 
 /// One active ramp and its threshold.

@@ -109,7 +109,9 @@ impl State<'_> {
             for k in (0..self.m).filter(|&k| k != a) {
                 self.polish(k);
             }
-            if self.tot.lat < before - self.tol {
+            // Feasibility is checked, not assumed: a measured profile need not make every
+            // threshold raise cost latency, so the exchange could otherwise leave the limits.
+            if self.feasible(&self.tot) && self.tot.lat < before - self.tol {
                 return;
             }
             self.restore(saved);
