@@ -104,6 +104,25 @@ impl EarlyExitModel {
         HeadOutput::from_logits(&self.backbone.head(&h, mask, false))
     }
 
+    /// Runs the backbone only up to cut point `ramp` and evaluates that ramp: what
+    /// the first answer of a batch costs when `ramp` is the shallowest active one.
+    /// `None` when `ramp` is not a candidate.
+    pub fn forward_until(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        ramp: u32,
+    ) -> Option<HeadOutput> {
+        let i = usize::try_from(ramp).ok()?;
+        let head = self.ramps.get(i)?;
+        let _guard = tch::no_grad_guard();
+        let mut h = x.to_device(self.device());
+        for stage in 0..=i {
+            h = self.backbone.stage(stage, &h, mask, false);
+        }
+        Some(HeadOutput::from_logits(&head.forward(&h, mask)))
+    }
+
     /// Every candidate ramp's logits and the final logits, in inference mode: the
     /// input of ramp evaluation and trace recording.
     pub fn forward_all_ramps(&self, x: &Tensor, mask: Option<&Tensor>) -> (Vec<Tensor>, Tensor) {

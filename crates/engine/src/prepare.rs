@@ -62,7 +62,7 @@ pub fn prepare_cnn(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> Resu
         cfg.lr = 0.05;
         cfg.ramp_epochs = 15;
         profile_cfg = ProfileConfig {
-            batch_sizes: vec![1, 4, 16],
+            batch_sizes: vec![1, 8, 64],
             reps: 5,
             warmup: 1,
         };

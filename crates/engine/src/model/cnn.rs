@@ -126,14 +126,19 @@ impl CnnSpec {
         let macs = self.block_macs();
         let total: f64 = macs.iter().sum();
         let mut done = 0.0;
+        let mut side = SIDE;
         (0..self.blocks.len() - 1)
             .map(|i| {
                 done += macs[i];
+                if self.blocks[i].downsample {
+                    side = (side + 1) / 2;
+                }
                 CutPoint {
                     id: u32::try_from(i).expect("few blocks"),
                     name: format!("block{}", i + 1),
                     width: self.blocks[i].channels,
                     depth_fraction: (done / total) as f32,
+                    side,
                 }
             })
             .collect()
@@ -187,7 +192,7 @@ impl Backbone for Cnn {
     }
 
     fn head(&self, x: &Tensor, mask: Option<&Tensor>, _train: bool) -> Tensor {
-        nn::Module::forward(&self.head, &super::pool(x, mask, 1))
+        nn::Module::forward(&self.head, &super::pool(x, mask))
     }
 }
 

@@ -50,6 +50,9 @@ pub struct CutPoint {
     pub width: i64,
     /// Share of the backbone's multiply-adds done before this cut, in (0, 1).
     pub depth_fraction: f32,
+    /// Height (= width) of the activation map at this cut; 0 for sequence models.
+    #[serde(default)]
+    pub side: i64,
 }
 
 /// A backbone split into stages at its candidate cut points.
@@ -75,6 +78,6 @@ pub trait Backbone: Send + std::fmt::Debug {
 /// Builds the ramps for `cuts` under `path` (`ramp{id}/...`), pooling images to
 /// `grid × grid`.
 pub fn build_ramps(path: &nn::Path, cuts: &[CutPoint], grid: i64, classes: i64) -> Vec<Ramp> {
-    let ramp = |c: &CutPoint| Ramp::new(&(path / format!("ramp{}", c.id)), c.width, grid, classes);
+    let ramp = |c: &CutPoint| Ramp::new(&(path / format!("ramp{}", c.id)), c, grid, classes);
     cuts.iter().map(ramp).collect()
 }
