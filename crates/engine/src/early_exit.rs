@@ -58,23 +58,41 @@ impl EarlyExitModel {
     /// The original model's logits (no ramps), in inference mode.
     pub fn forward_final(&self, x: &Tensor, mask: Option<&Tensor>) -> Tensor {
         let _guard = tch::no_grad_guard();
-        self.backbone
-            .forward(&x.to_device(self.device()), mask, false)
+        let h = self.walk(x, mask, |_, _| {});
+        self.backbone.head(&h, mask, false)
     }
 
-    /// Runs the backbone stage by stage (inference mode, no grad tracking by the
+    /// The original model's logits in training mode (batch statistics, autograd on):
+    /// the one path backbone training takes.
+    pub(crate) fn forward_train(&self, x: &Tensor) -> Tensor {
+        let h = self.walk_mode(x, None, true, |_, _| {});
+        self.backbone.head(&h, None, true)
+    }
+
+    /// Runs the backbone stage by stage in inference mode (grad tracking is up to the
     /// caller's guard) and calls `at_cut(i, activation)` after the stage that ends at
     /// cut point `i`. Returns the last stage's output, the final head's input.
     pub(crate) fn walk(
         &self,
         x: &Tensor,
         mask: Option<&Tensor>,
+        at_cut: impl FnMut(usize, &Tensor),
+    ) -> Tensor {
+        self.walk_mode(x, mask, false, at_cut)
+    }
+
+    /// `walk` in inference (`train = false`) or training mode.
+    fn walk_mode(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
         mut at_cut: impl FnMut(usize, &Tensor),
     ) -> Tensor {
         let mut h = x.to_device(self.device());
         let cuts = self.cuts().len();
         for i in 0..=cuts {
-            h = self.backbone.stage(i, &h, mask, false);
+            h = self.backbone.stage(i, &h, mask, train);
             if i < cuts {
                 at_cut(i, &h);
             }

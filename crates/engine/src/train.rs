@@ -64,10 +64,7 @@ pub fn train_backbone(
             opt.set_lr(lr_at(cfg.lr, step, total));
             let x = flip_half(&images.index_select(0, &idx)).to_device(device);
             let y = labels.index_select(0, &idx).to_device(device);
-            let loss = model
-                .backbone
-                .forward(&x, None, true)
-                .cross_entropy_for_logits(&y);
+            let loss = model.forward_train(&x).cross_entropy_for_logits(&y);
             opt.backward_step(&loss);
             step += 1;
             progress(step, total, loss.double_value(&[]));

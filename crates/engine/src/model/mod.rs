@@ -64,15 +64,6 @@ pub trait Backbone: Send + std::fmt::Debug {
     fn stage(&self, i: usize, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor;
     /// The original model's classifier on the last stage's output: logits.
     fn head(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor;
-
-    /// The whole original model: every stage, then the head.
-    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
-        let mut h = x.shallow_clone();
-        for i in 0..=self.cuts().len() {
-            h = self.stage(i, &h, mask, train);
-        }
-        self.head(&h, mask, train)
-    }
 }
 
 /// Builds the ramps for `cuts` under `path` (`ramp{id}/...`), pooling images to
