@@ -8,7 +8,7 @@ use apparate_engine::{
     Bundle,
     device::{DeviceChoice, describe, set_threads},
     model::Family,
-    prepare::{PrepareOptions, prepare_cnn},
+    prepare::{Phase, PrepareOptions, prepare},
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -21,6 +21,8 @@ pub enum ModelArg {
     Resnet,
     /// VGG-style CNN on Fashion-MNIST, 5 candidate ramps.
     Vgg,
+    /// all-MiniLM-L6-v2 with a sentiment head on movie reviews, 5 candidate ramps.
+    Minilm,
 }
 
 /// Arguments of `apparate prepare`.
@@ -35,7 +37,8 @@ pub struct Args {
     /// Tiny and fast: a slice of the data, one short epoch, a short profile. For tests.
     #[arg(long)]
     pub quick: bool,
-    /// Backbone training epochs (default 4; 1 with --quick).
+    /// Training epochs of the original model: the CNN backbone (default 4; 1 with
+    /// --quick) or MiniLM's sentiment head (default 200).
     #[arg(long)]
     pub epochs: Option<u32>,
     /// Share of the training set, from its start, used to train the ramps (the bootstrap split).
@@ -66,10 +69,7 @@ pub fn run(args: &Args) -> Result<()> {
         name(args.model),
         describe(device)
     );
-    let family = match args.model {
-        ModelArg::Resnet => Family::Resnet,
-        ModelArg::Vgg => Family::Vgg,
-    };
+    let family = family(args.model);
     let opts = PrepareOptions {
         family,
         device,
@@ -79,13 +79,17 @@ pub fn run(args: &Args) -> Result<()> {
         seed: args.seed,
     };
     let started = Instant::now();
-    let bars = [
-        ("backbone", "steps"),
-        ("ramps", "epochs"),
-        ("profile", "batch sizes"),
-    ]
-    .map(|(what, unit)| progress_bar(what, unit));
-    let bundle = prepare_cnn(&opts, &mut |phase, done, total, loss| {
+    let bars = Phase::ALL.map(|phase| {
+        let (what, unit) = match phase {
+            Phase::Backbone => ("backbone", "steps"),
+            Phase::Features => ("features", "batches"),
+            Phase::Head => ("head", "epochs"),
+            Phase::Ramps => ("ramps", "epochs"),
+            Phase::Profile => ("profile", "batch sizes"),
+        };
+        progress_bar(what, unit)
+    });
+    let bundle = prepare(&opts, &mut |phase, done, total, loss| {
         let bar = &bars[phase as usize];
         bar.set_length(total);
         bar.set_position(done);
@@ -104,11 +108,16 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn name(model: ModelArg) -> &'static str {
+fn family(model: ModelArg) -> Family {
     match model {
-        ModelArg::Resnet => "resnet",
-        ModelArg::Vgg => "vgg",
+        ModelArg::Resnet => Family::Resnet,
+        ModelArg::Vgg => Family::Vgg,
+        ModelArg::Minilm => Family::Minilm,
     }
+}
+
+fn name(model: ModelArg) -> &'static str {
+    family(model).as_str()
 }
 
 fn progress_bar(what: &str, unit: &str) -> ProgressBar {

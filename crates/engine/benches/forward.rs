@@ -5,7 +5,7 @@
 //! - `full/bBATCH` vs `all_ramps/bBATCH`: throughput with every candidate ramp evaluated;
 //! - `first_ramp/b64` vs `full/b64`: time until the shallowest ramp's answer exists.
 
-use apparate_engine::{Architecture, EarlyExitModel, device::set_threads, model::CnnSpec};
+use apparate_engine::{EarlyExitModel, device::set_threads, model::CnnSpec};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tch::{Device, Kind, Tensor};
 
@@ -13,7 +13,7 @@ fn forward(c: &mut Criterion) {
     set_threads(0);
     tch::manual_seed(0);
     for (name, spec) in [("resnet", CnnSpec::resnet(10)), ("vgg", CnnSpec::vgg(10))] {
-        let model = EarlyExitModel::new(Architecture::Cnn(spec), Device::cuda_if_available());
+        let model = EarlyExitModel::cnn(spec, Device::cuda_if_available());
         let all: Vec<u32> = model.cuts().iter().map(|c| c.id).collect();
         let mut group = c.benchmark_group(name);
         for batch in [1i64, 64] {

@@ -6,6 +6,8 @@
 //! DIR/weights.safetensors  backbone.* and ramps.* tensors
 //! DIR/profile.yaml         latency profile (the controller's cost model)
 //! DIR/report.yaml          accuracy of the final head and agreement of each ramp
+//! DIR/encoder/             text models only: the pretrained encoder's config.json,
+//!                          model.safetensors and tokenizer.json, copied as they came
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -14,10 +16,17 @@ use apparate_controller::LatencyProfile;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::{AccuracyReport, Architecture, EarlyExitModel, EngineError, Result, model::CutPoint};
+use crate::{
+    AccuracyReport, Architecture, EarlyExitModel, EngineError, Result, model::CutPoint,
+    text::TextTokenizer,
+};
 
-/// Bumped when the layout changes incompatibly.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped when the layout changes incompatibly (2: the final head is `backbone.head.fc`,
+/// text bundles).
+pub const FORMAT_VERSION: u32 = 2;
+/// The encoder's files a text bundle carries in its `encoder/` folder.
+const ENCODER_DIR: &str = "encoder";
+const ENCODER_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
 const MANIFEST: &str = "manifest.yaml";
 const WEIGHTS: &str = "weights.safetensors";
 const PROFILE: &str = "profile.yaml";
@@ -54,6 +63,10 @@ pub struct Bundle {
     pub model: EarlyExitModel,
     pub profile: LatencyProfile,
     pub report: AccuracyReport,
+    /// The tokenizer of a text bundle (`None` for tensor inputs).
+    pub tokenizer: Option<TextTokenizer>,
+    /// Folder holding `ENCODER_FILES` for a text model: where `save` copies them from.
+    pub(crate) encoder_dir: Option<PathBuf>,
 }
 
 impl Bundle {
@@ -66,7 +79,36 @@ impl Bundle {
         tch::Tensor::write_safetensors(&self.model.named_weights(), dir.join(WEIGHTS))?;
         write_yaml(&dir.join(MANIFEST), &self.manifest)?;
         write_yaml(&dir.join(PROFILE), &self.profile)?;
-        write_yaml(&dir.join(REPORT), &self.report)
+        write_yaml(&dir.join(REPORT), &self.report)?;
+        if let Some(source) = &self.encoder_dir {
+            copy_encoder(source, &dir.join(ENCODER_DIR))?;
+        }
+        Ok(())
+    }
+
+    /// Tokenizes a batch of texts for `model.forward_exits`: `(input_ids, attention_mask)`,
+    /// both `[batch, longest]` int64 on the model's device, padded to the batch's longest
+    /// text. Fails for a bundle that takes tensors, and for a text over the manifest's
+    /// `max_bytes` (naming its index).
+    pub fn encode_texts(&self, texts: &[&str]) -> Result<(tch::Tensor, tch::Tensor)> {
+        let (Some(tokenizer), InputSpec::Text { max_bytes }) =
+            (&self.tokenizer, &self.manifest.input)
+        else {
+            return Err(EngineError::InvalidInput(format!(
+                "bundle `{}` takes {:?}, not text",
+                self.manifest.name, self.manifest.input
+            )));
+        };
+        let limit = usize::try_from(*max_bytes).unwrap_or(usize::MAX);
+        if let Some((i, t)) = texts.iter().enumerate().find(|(_, t)| t.len() > limit) {
+            return Err(EngineError::InvalidInput(format!(
+                "text {i} is {} bytes; bundle `{}` takes at most {max_bytes}",
+                t.len(),
+                self.manifest.name
+            )));
+        }
+        let batch = tokenizer.encode(texts, self.model.device())?;
+        Ok((batch.input_ids, batch.attention_mask))
     }
 
     /// Loads the bundle in `dir` onto `device`.
@@ -86,7 +128,29 @@ impl Bundle {
             .validate()
             .map_err(|e| bad(&dir.join(PROFILE), e.to_string()))?;
         let report = read_yaml(&dir.join(REPORT))?;
-        let mut model = EarlyExitModel::new(manifest.architecture.clone(), device);
+        let encoder_dir = dir.join(ENCODER_DIR);
+        let (mut model, tokenizer, encoder_dir) = match (&manifest.architecture, &manifest.input) {
+            (Architecture::Cnn(spec), InputSpec::Tensor { .. }) => {
+                (EarlyExitModel::cnn(spec.clone(), device), None, None)
+            }
+            (Architecture::Minilm(spec), InputSpec::Text { .. }) => {
+                let model = EarlyExitModel::minilm(spec.clone(), &encoder_dir, device)
+                    .map_err(|e| bad(&encoder_dir, e.to_string()))?;
+                let tokenizer =
+                    TextTokenizer::from_file(&encoder_dir.join("tokenizer.json"), spec.max_tokens)
+                        .map_err(|e| bad(&encoder_dir, e.to_string()))?;
+                (model, Some(tokenizer), Some(encoder_dir))
+            }
+            (arch, input) => {
+                return Err(bad(
+                    &dir.join(MANIFEST),
+                    format!(
+                        "input {input:?} does not fit the {} architecture",
+                        arch.family().as_str()
+                    ),
+                ));
+            }
+        };
         if model.cuts() != manifest.candidates.as_slice() {
             return Err(bad(
                 &dir.join(MANIFEST),
@@ -116,8 +180,32 @@ impl Bundle {
             model,
             profile,
             report,
+            tokenizer,
+            encoder_dir,
         })
     }
+}
+
+/// Copies the encoder's files into `dest` (nothing to do when saving a loaded bundle
+/// over itself).
+fn copy_encoder(source: &Path, dest: &Path) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| EngineError::Io { path, source }
+    };
+    std::fs::create_dir_all(dest).map_err(io(dest))?;
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if same(source, dest) {
+        return Ok(());
+    }
+    for name in ENCODER_FILES {
+        let from = source.join(name);
+        if !from.is_file() {
+            return Err(EngineError::MissingData { path: from });
+        }
+        std::fs::copy(&from, dest.join(name)).map_err(io(&from))?;
+    }
+    Ok(())
 }
 
 fn bad(path: &Path, reason: String) -> EngineError {

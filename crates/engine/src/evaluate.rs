@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::EarlyExitModel;
+use crate::{EarlyExitModel, model::CutPoint};
 
 /// The accuracy report written into a bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,34 +35,54 @@ pub fn evaluate(
     labels: &Tensor,
     dataset: &str,
 ) -> AccuracyReport {
-    let cuts = model.cuts().len();
-    let mut agree = vec![0.0; cuts];
-    let mut ramp_correct = vec![0.0; cuts];
-    let mut final_correct = 0.0;
-    let count = |t: Tensor| t.sum(Kind::Float).double_value(&[]);
-    for (x, y) in inputs.split(500, 0).iter().zip(labels.split(500, 0)) {
-        let y = y.to_device(model.device());
-        let (ramps, fin) = model.forward_all_ramps(x, None);
-        let fin = fin.argmax(-1, false);
-        final_correct += count(fin.eq_tensor(&y));
-        for (i, logits) in ramps.iter().enumerate() {
-            let pred = logits.argmax(-1, false);
-            agree[i] += count(pred.eq_tensor(&fin));
-            ramp_correct[i] += count(pred.eq_tensor(&y));
+    let mut ramps: Vec<Vec<Tensor>> = model.cuts().iter().map(|_| Vec::new()).collect();
+    let mut finals = Vec::new();
+    for x in inputs.split(500, 0) {
+        let (r, f) = model.forward_all_ramps(&x, None);
+        for (all, logits) in ramps.iter_mut().zip(r) {
+            all.push(logits);
         }
+        finals.push(f);
     }
-    let n = labels.size()[0] as f64;
+    let ramps: Vec<Tensor> = ramps.iter().map(|parts| Tensor::cat(parts, 0)).collect();
+    report_from_logits(
+        model.cuts(),
+        &ramps,
+        &Tensor::cat(&finals, 0),
+        labels,
+        dataset,
+    )
+}
+
+/// The report from every ramp's logits and the final logits on the same inputs.
+pub(crate) fn report_from_logits(
+    cuts: &[CutPoint],
+    ramp_logits: &[Tensor],
+    final_logits: &Tensor,
+    labels: &Tensor,
+    dataset: &str,
+) -> AccuracyReport {
+    let share = |a: &Tensor, b: &Tensor| {
+        a.eq_tensor(&b.to_device(a.device()))
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[])
+    };
+    let fin = final_logits.argmax(-1, false);
     AccuracyReport {
         dataset: dataset.to_owned(),
-        final_accuracy: final_correct / n,
-        ramps: model
-            .cuts()
+        final_accuracy: share(&fin, labels),
+        ramps: cuts
             .iter()
-            .map(|c| RampReport {
-                id: c.id,
-                name: c.name.clone(),
-                agreement: agree[c.id as usize] / n,
-                accuracy: ramp_correct[c.id as usize] / n,
+            .zip(ramp_logits)
+            .map(|(c, logits)| {
+                let pred = logits.argmax(-1, false);
+                RampReport {
+                    id: c.id,
+                    name: c.name.clone(),
+                    agreement: share(&pred, &fin),
+                    accuracy: share(&pred, labels),
+                }
             })
             .collect(),
     }

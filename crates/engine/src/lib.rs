@@ -17,6 +17,7 @@ pub mod prepare;
 pub mod profiler;
 pub mod text;
 pub mod train;
+pub mod workload;
 
 pub use bundle::{Bundle, InputSpec, Manifest};
 pub use early_exit::{Architecture, EarlyExitModel};

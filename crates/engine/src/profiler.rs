@@ -70,7 +70,7 @@ pub fn profile_latency(
                     ramp[i].push(cost);
                 }
             });
-            let _ = model.backbone.head(&h, m.as_ref(), false);
+            let _ = model.head.forward(&h, m.as_ref());
             sync(device);
             if timed {
                 full.push(ms_since(start) - in_ramps);

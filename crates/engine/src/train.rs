@@ -75,55 +75,114 @@ pub fn train_backbone(
 
 /// Trains every ramp on `inputs` (the bootstrap split), with the backbone frozen,
 /// to predict the backbone's own final prediction. Activations are pooled once and
-/// cached, so each ramp trains on `[n, width]` features.
+/// cached, so each ramp trains on `[n, features]` rows.
 pub fn train_ramps(
     model: &mut EarlyExitModel,
     inputs: &Tensor,
     cfg: &TrainConfig,
     progress: Progress<'_>,
 ) -> Result<()> {
-    tch::manual_seed(cfg.seed);
-    let device = model.device();
-    let (features, targets) = pooled_features(model, inputs);
-    let mut opt = nn::Adam::default().build(&model.ramps_vs, 1e-2)?;
-    let n = targets.size()[0];
-    let total = u64::from(cfg.ramp_epochs);
-    for epoch in 0..cfg.ramp_epochs {
-        let order = Tensor::randperm(n, (Kind::Int64, device));
-        let mut last = 0.0;
-        for idx in order.split(256, 0) {
-            // One optimiser over all ramps: their parameters and losses are independent.
-            let loss = features
-                .iter()
-                .zip(&model.ramps)
-                .map(|(f, ramp)| {
-                    ramp.forward_pooled(&f.index_select(0, &idx))
-                        .cross_entropy_for_logits(&targets.index_select(0, &idx))
-                })
-                .fold(Tensor::zeros([], (Kind::Float, device)), |a, b| a + b);
-            opt.backward_step(&loss);
-            last = loss.double_value(&[]) / features.len().max(1) as f64;
+    let mut per_cut: Vec<Vec<Tensor>> = (0..model.cuts().len()).map(|_| Vec::new()).collect();
+    let mut last = Vec::new();
+    for x in inputs.split(512, 0) {
+        let (cuts, fin) = model.pooled(&x, None);
+        for (all, f) in per_cut.iter_mut().zip(cuts) {
+            all.push(f);
         }
-        progress(u64::from(epoch) + 1, total, last);
+        last.push(fin);
     }
+    let features: Vec<Tensor> = per_cut.iter().map(|parts| Tensor::cat(parts, 0)).collect();
+    let targets = final_predictions(model, &Tensor::cat(&last, 0));
+    fit_ramps(model, &features, &targets, cfg, progress)
+}
+
+/// The final head's predictions on pooled final features: the distillation targets.
+pub(crate) fn final_predictions(model: &EarlyExitModel, last: &Tensor) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    model.head.forward_pooled(last).argmax(-1, false)
+}
+
+/// Fits every ramp `i` on cached pooled `features[i]` to `targets` (class ids):
+/// `cfg.ramp_epochs` passes of Adam, batches of 256.
+pub(crate) fn fit_ramps(
+    model: &mut EarlyExitModel,
+    features: &[Tensor],
+    targets: &Tensor,
+    cfg: &TrainConfig,
+    progress: Progress<'_>,
+) -> Result<()> {
+    tch::manual_seed(cfg.seed);
+    let mut opt = nn::Adam::default().build(&model.ramps_vs, 1e-2)?;
+    let ramps = &model.ramps;
+    fit(
+        &mut opt,
+        targets,
+        cfg.ramp_epochs,
+        |idx| {
+            // One optimiser over all ramps: their parameters and losses are independent.
+            features
+                .iter()
+                .zip(ramps)
+                .map(|(f, ramp)| {
+                    ramp.forward_pooled(&f.index_select(0, idx))
+                        .cross_entropy_for_logits(&targets.index_select(0, idx))
+                })
+                .fold(
+                    Tensor::zeros([], (Kind::Float, targets.device())),
+                    |a, b| a + b,
+                )
+                / features.len().max(1) as f64
+        },
+        progress,
+    );
     Ok(())
 }
 
-/// Pooled activations at every cut point and the final predictions, for `inputs`.
-fn pooled_features(model: &EarlyExitModel, inputs: &Tensor) -> (Vec<Tensor>, Tensor) {
-    let _guard = tch::no_grad_guard();
-    let mut per_cut: Vec<Vec<Tensor>> = (0..model.cuts().len()).map(|_| Vec::new()).collect();
-    let mut finals = Vec::new();
-    for x in inputs.split(512, 0) {
-        let h = model.walk(&x, None, |i, h| {
-            per_cut[i].push(model.ramps[i].pool(h, None))
-        });
-        finals.push(model.backbone.head(&h, None, false).argmax(-1, false));
+/// Fits the final head (for MiniLM: the only trained part of the original model) on
+/// cached pooled final features to the true `labels`.
+pub(crate) fn fit_head(
+    model: &mut EarlyExitModel,
+    features: &Tensor,
+    labels: &Tensor,
+    epochs: u32,
+    seed: i64,
+    progress: Progress<'_>,
+) -> Result<()> {
+    tch::manual_seed(seed);
+    let mut opt = nn::Adam::default().build(&model.backbone_vs, 1e-2)?;
+    let head = &model.head;
+    fit(
+        &mut opt,
+        labels,
+        epochs,
+        |idx| {
+            head.forward_pooled(&features.index_select(0, idx))
+                .cross_entropy_for_logits(&labels.index_select(0, idx))
+        },
+        progress,
+    );
+    Ok(())
+}
+
+/// Shuffled mini-batches of 256 rows for `epochs` passes; `loss(rows)` builds each loss.
+fn fit(
+    opt: &mut nn::Optimizer,
+    targets: &Tensor,
+    epochs: u32,
+    loss: impl Fn(&Tensor) -> Tensor,
+    progress: Progress<'_>,
+) {
+    let n = targets.size()[0];
+    for epoch in 0..epochs {
+        let order = Tensor::randperm(n, (Kind::Int64, targets.device()));
+        let mut last = 0.0;
+        for idx in order.split(256, 0) {
+            let l = loss(&idx);
+            opt.backward_step(&l);
+            last = l.double_value(&[]);
+        }
+        progress(u64::from(epoch) + 1, u64::from(epochs), last);
     }
-    (
-        per_cut.iter().map(|parts| Tensor::cat(parts, 0)).collect(),
-        Tensor::cat(&finals, 0),
-    )
 }
 
 /// Linear warm-up over the first 15 % of steps, then cosine decay to zero.

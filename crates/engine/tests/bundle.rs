@@ -23,8 +23,10 @@ fn quick(family: Family) -> Bundle {
 
 fn assert_beats_chance(bundle: &Bundle) {
     let r = &bundle.report;
+    // One quick epoch on 6,000 images lands at 60-71 % depending on the seed (the full
+    // recipe reaches 91 %); chance is 10 %.
     assert!(
-        r.final_accuracy > 0.6,
+        r.final_accuracy > 0.5,
         "final accuracy {}",
         r.final_accuracy
     );

