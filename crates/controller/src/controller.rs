@@ -123,6 +123,24 @@ impl Controller {
         self.warming.iter().copied().collect()
     }
 
+    /// Adopts `active` as the config in force, e.g. after a server rejected a push or a
+    /// lease expired. Its ramps and thresholds become the current ones and the next emitted
+    /// config has version `active.version + 1`. The tuning window is kept; ramps no longer
+    /// active leave warm-up, and ramps new to this controller count as activated now.
+    pub fn resync(&mut self, active: ExitConfig) -> Result<()> {
+        active.validate()?;
+        let ids = active.ramp_ids();
+        self.profile.check_ramps(&ids)?;
+        self.activated_at.retain(|id, _| ids.contains(id));
+        for &id in &ids {
+            self.activated_at.entry(id).or_insert(self.next_chunk);
+        }
+        self.warming.retain(|id| ids.contains(id));
+        self.ramps = active.ramps.clone();
+        self.emitted = active;
+        Ok(())
+    }
+
     /// Buffers one record; closes a chunk every `chunk_size` records.
     pub fn on_record(&mut self, record: FeedbackRecord, now: Duration) -> Option<ChunkOutcome> {
         self.pending.push(record);
