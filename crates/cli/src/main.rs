@@ -2,7 +2,12 @@
 
 mod demo;
 mod doctor;
+mod eval;
+mod loadgen;
+mod plot;
 mod prepare;
+mod record;
+mod svg;
 
 use std::process::ExitCode;
 
@@ -24,14 +29,29 @@ enum Command {
     Doctor(doctor::Args),
     /// Train a model and its ramps, profile them, and write a servable bundle.
     Prepare(prepare::Args),
+    /// Serve a bundle over gRPC with early release and live exit configs.
+    Serve(apparate_server::cli::ServeArgs),
+    /// Run the controller beside a server (`run`), or replay a policy over a trace (`replay`).
+    Sidecar(apparate_sidecar::SidecarArgs),
+    /// Send open-loop load (a workload's inputs) to a running server; report latency.
+    Loadgen(loadgen::Args),
+    /// Run a workload through a bundle with every ramp active and write a trace.
+    Record(record::Args),
+    /// Replay every policy on every workload's trace: one table, plots, optional JSON.
+    Eval(eval::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => return apparate_server::cli::run_cli(&args),
+        Command::Sidecar(args) => return apparate_sidecar::run_cli(args),
+        Command::Loadgen(args) => loadgen::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Doctor(args) => doctor::run(&args),
         Command::Prepare(args) => prepare::run(&args),
+        Command::Record(args) => record::run(&args),
+        Command::Eval(args) => eval::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
