@@ -203,6 +203,7 @@ impl Shared {
                 max_lease_ms: self.limits.max_lease_ms,
             }),
             feedback_dropped_total: self.hub.dropped_total(),
+            highest_version: Some(self.state.highest_version()),
         }
     }
 

@@ -155,6 +155,11 @@ impl ConfigState {
         self.lock().active.clone()
     }
 
+    /// Highest version ever applied (0: none yet).
+    pub fn highest_version(&self) -> u64 {
+        self.lock().highest
+    }
+
     /// When the current lease ends, if there is one.
     pub fn lease_deadline(&self) -> Option<Instant> {
         self.lock().lease_deadline

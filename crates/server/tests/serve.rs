@@ -172,6 +172,11 @@ async fn an_expired_lease_falls_back_to_the_safe_config() {
         .unwrap()
         .into_inner();
     assert!(described.active_is_fallback);
+    assert_eq!(
+        described.highest_version,
+        Some(7),
+        "the expired version is remembered"
+    );
     let reply = infer
         .infer(image_requests(1)[0].clone())
         .await

@@ -2,10 +2,10 @@
 //! one *session* until a stream or call fails, then reconnects with backoff; the
 //! controller (and so the tuning window and the config version) survives reconnects.
 //!
-//! Versions: a config carries a version above everything the server has seen. When the
-//! server runs its safe fallback (version 0) at our first connect, the lease of an earlier
-//! sidecar may have expired at a version we cannot learn, so a fresh sidecar then starts
-//! from the current Unix time in ms: monotonic across restarts, no state on disk.
+//! Versions: a config carries a version above everything the server has seen:
+//! `DescribeReply.highest_version`. A server that does not report it may have let an
+//! earlier sidecar's lease expire at a version we cannot learn, so a fresh sidecar then
+//! starts from the current Unix time in ms: monotonic across restarts, no state on disk.
 //!
 //! Session events:
 //! * feedback → controller → `chunk` span (+ decision spans) → push when the config changed;

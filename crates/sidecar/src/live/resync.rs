@@ -77,9 +77,11 @@ impl State {
                 }
                 Some(c) => c,
                 None => {
+                    // Above every version the server ever applied: it says so, or
+                    // (a server that doesn't) the clock stands in.
                     let floor = active
                         .version
-                        .max(self.epoch_ms)
+                        .max(d.highest_version.unwrap_or(self.epoch_ms))
                         .max(seen_version.unwrap_or(0));
                     let ids = initial_ramps(&profile, &settings);
                     let start = ExitConfig::never_exit(floor + 1, &ids)?;
@@ -103,6 +105,7 @@ impl State {
                 let version = ours
                     .version
                     .max(active.version)
+                    .max(d.highest_version.unwrap_or(0))
                     .max(seen_version.unwrap_or(0))
                     + 1;
                 controller.resync(ExitConfig { version, ramps })?;
