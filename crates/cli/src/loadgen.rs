@@ -47,19 +47,7 @@ pub fn workload_requests(path: &std::path::Path) -> Result<Vec<v1::InferRequest>
     for batch in stream.batches(256) {
         match batch.input {
             BatchInput::Images(images) => {
-                let shape: Vec<u32> = images.size()[1..]
-                    .iter()
-                    .map(|&d| u32::try_from(d).expect("small dims"))
-                    .collect();
-                let flat: Vec<f32> = Vec::try_from(images.contiguous().view([-1]))?;
-                let per = flat.len() / batch.requests.len().max(1);
-                requests.extend(flat.chunks(per).map(|values| v1::InferRequest {
-                    client_tag: workload.name.clone(),
-                    input: Some(v1::infer_request::Input::Tensor(v1::Tensor {
-                        shape: shape.clone(),
-                        values: values.to_vec(),
-                    })),
-                }));
+                requests.extend(loadgen::tensor_requests(&images, &workload.name));
             }
             BatchInput::Texts(texts) => {
                 requests.extend(texts.into_iter().map(|text| v1::InferRequest {

@@ -48,18 +48,10 @@ fn bundle() -> PathBuf {
 
 fn requests(n: i64) -> Arc<Vec<v1::InferRequest>> {
     let set = load_fashion_mnist(&data_dir().join("fashion-mnist"), Split::Test).expect("data");
-    let flat: Vec<f32> = Vec::try_from(set.images.narrow(0, 0, n).contiguous().view([-1])).unwrap();
-    Arc::new(
-        flat.chunks(784)
-            .map(|values| v1::InferRequest {
-                client_tag: "bench".into(),
-                input: Some(v1::infer_request::Input::Tensor(v1::Tensor {
-                    shape: vec![1, 28, 28],
-                    values: values.to_vec(),
-                })),
-            })
-            .collect(),
-    )
+    Arc::new(loadgen::tensor_requests(
+        &set.images.narrow(0, 0, n),
+        "bench",
+    ))
 }
 
 async fn push(control: &mut ControlClient<tonic::transport::Channel>, config: v1::ExitConfig) {

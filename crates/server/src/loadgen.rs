@@ -90,6 +90,34 @@ impl LoadReport {
     }
 }
 
+/// One `Infer` request per image of `images` (`[N, ...]`, float32, any device), each
+/// tagged `client_tag`.
+pub fn tensor_requests(images: &tch::Tensor, client_tag: &str) -> Vec<v1::InferRequest> {
+    let dims = images.size();
+    let shape: Vec<u32> = dims[1..]
+        .iter()
+        .map(|&d| u32::try_from(d).expect("non-negative dimension"))
+        .collect();
+    let flat: Vec<f32> = Vec::try_from(
+        images
+            .to_device(tch::Device::Cpu)
+            .to_kind(tch::Kind::Float)
+            .contiguous()
+            .view([-1]),
+    )
+    .expect("float tensor");
+    let per = shape.iter().map(|&d| d as usize).product::<usize>().max(1);
+    flat.chunks(per)
+        .map(|values| v1::InferRequest {
+            client_tag: client_tag.to_owned(),
+            input: Some(v1::infer_request::Input::Tensor(v1::Tensor {
+                shape: shape.clone(),
+                values: values.to_vec(),
+            })),
+        })
+        .collect()
+}
+
 /// Dials `endpoint` (e.g. `http://127.0.0.1:50051`).
 pub async fn connect(
     endpoint: &str,

@@ -90,21 +90,8 @@ pub async fn clients(server: &RunningServer) -> (InferenceClient<Channel>, Contr
 /// The first `n` Fashion-MNIST test images as requests.
 pub fn image_requests(n: usize) -> Arc<Vec<v1::InferRequest>> {
     let set = load_fashion_mnist(&data_dir().join("fashion-mnist"), Split::Test).expect("data");
-    let n = i64::try_from(n).unwrap();
-    let images = set.images.narrow(0, 0, n).contiguous();
-    let flat: Vec<f32> = Vec::try_from(images.view([-1])).unwrap();
-    let per = 28 * 28;
-    Arc::new(
-        flat.chunks(per)
-            .map(|values| v1::InferRequest {
-                client_tag: String::new(),
-                input: Some(v1::infer_request::Input::Tensor(v1::Tensor {
-                    shape: vec![1, 28, 28],
-                    values: values.to_vec(),
-                })),
-            })
-            .collect(),
-    )
+    let images = set.images.narrow(0, 0, i64::try_from(n).unwrap());
+    Arc::new(apparate_server::loadgen::tensor_requests(&images, ""))
 }
 
 pub fn exit_config(version: u64, ramps: &[(u32, f32)], lease_ms: u32) -> v1::ExitConfig {
