@@ -29,6 +29,8 @@ enum Command {
     Doctor(doctor::Args),
     /// Train a model and its ramps, profile them, and write a servable bundle.
     Prepare(prepare::Args),
+    /// Profile a bundle again on this machine (do it on the serving machine, quiet).
+    Profile(prepare::ProfileArgs),
     /// Serve a bundle over gRPC with early release and live exit configs.
     Serve(apparate_server::cli::ServeArgs),
     /// Run the controller beside a server (`run`), or replay a policy over a trace (`replay`).
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Doctor(args) => doctor::run(&args),
         Command::Prepare(args) => prepare::run(&args),
+        Command::Profile(args) => prepare::run_profile(&args),
         Command::Record(args) => record::run(&args),
         Command::Eval(args) => eval::run(&args),
     };

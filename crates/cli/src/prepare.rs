@@ -8,7 +8,7 @@ use apparate_engine::{
     Bundle,
     device::{DeviceChoice, describe, set_threads},
     model::Family,
-    prepare::{Phase, PrepareOptions, prepare},
+    prepare::{Phase, PrepareOptions, prepare, reprofile},
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -53,6 +53,49 @@ pub struct Args {
     /// Seed for initialisation and shuffling.
     #[arg(long, default_value_t = 7)]
     pub seed: i64,
+}
+
+/// Arguments of `apparate profile`.
+#[derive(Debug, clap::Args)]
+pub struct ProfileArgs {
+    /// Bundle folder written by `apparate prepare`; its profile.yaml is replaced.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Device to profile on (the serving device): auto, cpu, cuda or cuda:N.
+    #[arg(long, env = "APPARATE_DEVICE", default_value = "auto", value_parser = parse_device)]
+    pub device: DeviceChoice,
+    /// libtorch threads: use the server's setting (0 = one per core).
+    #[arg(long, env = "APPARATE_THREADS", default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// Re-profiles a bundle in place and prints the same table as `prepare`.
+pub fn run_profile(args: &ProfileArgs) -> Result<()> {
+    set_threads(args.threads);
+    let device = args.device.resolve();
+    eprintln!(
+        "apparate profile: {} on {}",
+        args.bundle.display(),
+        describe(device)
+    );
+    let started = Instant::now();
+    let mut bundle = Bundle::load(&args.bundle, device)
+        .with_context(|| format!("loading the bundle {}", args.bundle.display()))?;
+    let bar = progress_bar("profile", "batch sizes");
+    reprofile(&mut bundle, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish();
+    bundle
+        .save_files(&args.bundle)
+        .with_context(|| format!("writing the profile to {}", args.bundle.display()))?;
+    print_summary(&bundle, "profiled", started.elapsed().as_secs_f64());
+    println!(
+        "profile written to {}",
+        args.bundle.join("profile.yaml").display()
+    );
+    Ok(())
 }
 
 /// Runs `prepare` and prints the accuracy report.
@@ -103,7 +146,7 @@ pub fn run(args: &Args) -> Result<()> {
     bundle
         .save(&args.out)
         .with_context(|| format!("writing the bundle to {}", args.out.display()))?;
-    print_summary(&bundle, started.elapsed().as_secs_f64());
+    print_summary(&bundle, "prepared", started.elapsed().as_secs_f64());
     println!("bundle written to {}", args.out.display());
     Ok(())
 }
@@ -128,13 +171,14 @@ fn progress_bar(what: &str, unit: &str) -> ProgressBar {
     ProgressBar::new(0).with_style(style)
 }
 
-fn print_summary(bundle: &Bundle, trained_secs: f64) {
+fn print_summary(bundle: &Bundle, what: &str, secs: f64) {
     let r = &bundle.report;
     let p = &bundle.profile;
     let last = p.batch_sizes.len() - 1;
     let full = p.full_model_ms[last];
     println!(
-        "prepared in {trained_secs:.0} s; {}: final accuracy {:.2} %",
+        "{} in {secs:.0} s; {}: final accuracy {:.2} %",
+        what,
         r.dataset,
         100.0 * r.final_accuracy
     );

@@ -72,18 +72,24 @@ pub struct Bundle {
 impl Bundle {
     /// Writes the bundle into `dir` (created if needed).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
+        self.save_files(dir)?;
         tch::Tensor::write_safetensors(&self.model.named_weights(), dir.join(WEIGHTS))?;
-        write_yaml(&dir.join(MANIFEST), &self.manifest)?;
-        write_yaml(&dir.join(PROFILE), &self.profile)?;
-        write_yaml(&dir.join(REPORT), &self.report)?;
         if let Some(source) = &self.encoder_dir {
             copy_encoder(source, &dir.join(ENCODER_DIR))?;
         }
         Ok(())
+    }
+
+    /// Writes the manifest, profile and report into `dir`, leaving weights alone: what
+    /// re-profiling a bundle changes.
+    pub fn save_files(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        write_yaml(&dir.join(MANIFEST), &self.manifest)?;
+        write_yaml(&dir.join(PROFILE), &self.profile)?;
+        write_yaml(&dir.join(REPORT), &self.report)
     }
 
     /// Tokenizes a batch of texts for `model.forward_exits`: `(input_ids, attention_mask)`,
@@ -154,7 +160,7 @@ impl Bundle {
         if model.cuts() != manifest.candidates.as_slice() {
             return Err(bad(
                 &dir.join(MANIFEST),
-                "candidates do not match the architecture".into(),
+                "candidates do not match the architecture; prepare the bundle again".into(),
             ));
         }
         if profile.ramps.len() != model.cuts().len() {
@@ -175,6 +181,7 @@ impl Bundle {
             vs.load(&weights)
                 .map_err(|e| bad(&weights, e.to_string()))?;
         }
+        model.fold_ramp_pools();
         Ok(Self {
             manifest,
             model,

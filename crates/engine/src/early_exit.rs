@@ -106,6 +106,15 @@ impl EarlyExitModel {
         }
     }
 
+    /// Refolds every image ramp's pooling into its linear weights ([`Ramp::fold_pool`]):
+    /// needed whenever ramp weights change (training, loading), or serving would keep
+    /// using the old ones.
+    pub(crate) fn fold_ramp_pools(&mut self) {
+        for ramp in &mut self.ramps {
+            ramp.fold_pool();
+        }
+    }
+
     /// The device the weights live on.
     pub fn device(&self) -> Device {
         self.backbone_vs.device()

@@ -135,6 +135,7 @@ pub(crate) fn fit_ramps(
         },
         progress,
     );
+    model.fold_ramp_pools();
     Ok(())
 }
 

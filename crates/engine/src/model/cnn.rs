@@ -14,7 +14,7 @@ const STD: f64 = 0.3530;
 const SIDE: i64 = 28;
 
 /// One block: its output channels, and whether it halves the resolution (stride 2 in a
-/// ResNet block, a 2×2 max-pool before a VGG block).
+/// ResNet block, a 2×2 max-pool on a VGG block's input, run at the end of the block before).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockSpec {
@@ -131,7 +131,13 @@ impl CnnSpec {
         (0..self.blocks.len() - 1)
             .map(|i| {
                 done += macs[i];
-                if self.blocks[i].downsample {
+                // A ResNet block downsamples inside itself; a VGG block ends with the max-pool
+                // that halves the next block's input (see `Block::Plain`).
+                let halves = match self.family {
+                    Family::Resnet => self.blocks[i].downsample,
+                    _ => self.blocks[i + 1].downsample,
+                };
+                if halves {
                     side = (side + 1) / 2;
                 }
                 CutPoint {
@@ -159,7 +165,10 @@ pub fn build_cnn(path: &nn::Path, spec: &CnnSpec) -> Box<dyn Backbone> {
                 spec.in_channels,
                 *b,
             ))),
-            _ => Block::Plain(Box::new(ConvBn::new(&p, c_in, b.channels, 1)), b.downsample),
+            _ => Block::Plain(
+                Box::new(ConvBn::new(&p, c_in, b.channels, 1)),
+                spec.blocks.get(i + 1).is_some_and(|next| next.downsample),
+            ),
         });
         c_in = b.channels;
     }
@@ -199,7 +208,10 @@ impl Backbone for Cnn {
 #[derive(Debug)]
 enum Block {
     Residual(Box<Residual>),
-    /// Conv block, preceded by a 2×2 max-pool when the flag is set.
+    /// Conv block, followed by a 2×2 max-pool when the flag is set (the next block
+    /// downsamples). Pooling at the end of the block, as in the classic VGG layout, puts
+    /// the cut after the pool: the ramp there reads a map a quarter the size, for the same
+    /// backbone computation.
     Plain(Box<ConvBn>, bool),
 }
 
@@ -208,12 +220,8 @@ impl Block {
         match self {
             Self::Residual(r) => r.forward_t(x, train),
             Self::Plain(c, pool) => {
-                let x = if *pool {
-                    x.max_pool2d_default(2)
-                } else {
-                    x.shallow_clone()
-                };
-                c.forward_t(&x, train).relu()
+                let y = c.forward_t(x, train).relu();
+                if *pool { y.max_pool2d_default(2) } else { y }
             }
         }
     }

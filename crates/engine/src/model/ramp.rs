@@ -14,6 +14,9 @@ pub struct Ramp {
     /// matrix product pools several times faster than libtorch's adaptive pooling kernel,
     /// which kept all ramps together over 10 % of the ResNet's cost.
     pool_matrix: Option<Tensor>,
+    /// `[classes, C·side²]`: the pooling matrix folded into the linear weights (see
+    /// [`Ramp::fold_pool`]); serving then costs one matrix product per ramp.
+    folded: Option<Tensor>,
 }
 
 impl Ramp {
@@ -28,10 +31,13 @@ impl Ramp {
         } else {
             (cut.width, None)
         };
-        Self {
+        let mut ramp = Self {
             linear: nn::linear(path / "fc", features, classes, Default::default()),
             pool_matrix,
-        }
+            folded: None,
+        };
+        ramp.fold_pool();
+        ramp
     }
 
     /// A head on globally pooled features (mean over pixels, or over real tokens): the
@@ -40,12 +46,39 @@ impl Ramp {
         Self {
             linear: nn::linear(path / "fc", width, classes, Default::default()),
             pool_matrix: None,
+            folded: None,
         }
     }
 
     /// Logits from an activation at the ramp's cut point.
     pub fn forward(&self, activation: &Tensor, mask: Option<&Tensor>) -> Tensor {
-        self.linear.forward(&self.pool(activation, mask))
+        match (&self.folded, mask) {
+            (Some(w), None) => activation.flatten(1, -1).linear(w, self.linear.bs.as_ref()),
+            _ => self.linear.forward(&self.pool(activation, mask)),
+        }
+    }
+
+    /// Folds grid pooling into the linear weights: pooling is linear, so
+    /// `W · pool(x) = (W Pᵀ) · x` per channel, and one `[B, C·side²] × [C·side², classes]`
+    /// product replaces the pooling product and the linear layer (cheaper on the CPU: see
+    /// docs/decisions.md).
+    /// The folded copy must follow the weights: the model refolds after training ramps
+    /// and after loading a bundle ([`crate::EarlyExitModel::fold_ramp_pools`]).
+    pub(crate) fn fold_pool(&mut self) {
+        let Some(p) = &self.pool_matrix else {
+            return;
+        };
+        let _guard = tch::no_grad_guard();
+        let (classes, features) = self.linear.ws.size2().expect("linear weights are 2-d");
+        let (pixels, cells) = p.size2().expect("pool matrix is 2-d");
+        let channels = features / cells;
+        let w = self
+            .linear
+            .ws
+            .view([classes, channels, cells])
+            .matmul(&p.tr())
+            .reshape([classes, channels * pixels]);
+        self.folded = Some(w.contiguous());
     }
 
     /// Pooled features of an activation, as `forward_pooled` takes them.
@@ -194,7 +227,8 @@ fn softmax_stats(row: &[f32]) -> ((f64, f64), usize) {
 mod tests {
     use tch::{Device, Kind, Tensor};
 
-    use super::{HeadOutput, pool_matrix};
+    use super::{HeadOutput, Ramp, pool_matrix};
+    use crate::model::CutPoint;
 
     #[test]
     fn head_output_matches_libtorch_softmax() {
@@ -231,6 +265,27 @@ mod tests {
                 by_matrix.allclose(&by_kernel, 1e-5, 1e-6, false),
                 "side {side}, grid {grid}"
             );
+        }
+    }
+
+    #[test]
+    fn folded_ramps_equal_pooling_then_linear() {
+        tch::manual_seed(3);
+        for (side, width) in [(28, 16), (14, 32), (7, 64)] {
+            let vs = tch::nn::VarStore::new(Device::Cpu);
+            let cut = CutPoint {
+                id: 0,
+                name: "cut".into(),
+                width,
+                depth_fraction: 0.5,
+                side,
+            };
+            let ramp = Ramp::new(&vs.root(), &cut, 4, 10);
+            assert!(ramp.folded.is_some());
+            let x = Tensor::rand([5, width, side, side], (Kind::Float, Device::Cpu));
+            let folded = ramp.forward(&x, None);
+            let plain = ramp.forward_pooled(&ramp.pool(&x, None));
+            assert!(folded.allclose(&plain, 1e-4, 1e-5, false), "side {side}");
         }
     }
 

@@ -51,11 +51,7 @@ pub fn prepare_minilm(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> R
         SplitSpec::default(),
     )?;
     let (mut train, mut test) = (split.train, split.test);
-    let mut profile_cfg = ProfileConfig {
-        reps: 10,
-        warmup: 2,
-        ..ProfileConfig::default()
-    };
+    let mut profile_cfg = profile_config();
     if opts.quick {
         train = random_subset(train, QUICK_TRAIN, seed);
         test = random_subset(test, QUICK_TEST, seed);
@@ -156,14 +152,7 @@ pub fn prepare_minilm(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> R
         )
     };
 
-    // A sentence of median length stands for the workload in the profile.
-    let mut by_length: Vec<(usize, &str)> = test
-        .iter()
-        .map(|e| Ok((tokenizer.ids(&e.text)?.len(), e.text.as_str())))
-        .collect::<Result<_>>()?;
-    by_length.sort_unstable();
-    let typical = by_length[by_length.len() / 2].1;
-    let example = tokenizer.encode(&[typical], opts.device)?;
+    let example = tokenizer.encode(&[typical_sentence(&test, &tokenizer)?], opts.device)?;
     let profile = profile_latency(
         &model,
         &example.input_ids,
@@ -240,6 +229,49 @@ fn bootstrap_rows(n: usize, share: f64, seed: u64) -> Tensor {
         .collect();
     rows.sort_unstable();
     Tensor::from_slice(&rows).to_kind(Kind::Int64)
+}
+
+/// Encoder passes are long: fewer repetitions than the CNNs' default.
+pub(crate) fn profile_config() -> ProfileConfig {
+    ProfileConfig {
+        reps: 10,
+        warmup: 2,
+        ..ProfileConfig::default()
+    }
+}
+
+/// A sentence of median token length: it stands for the workload in the profile.
+fn typical_sentence<'a>(test: &'a [TextExample], tokenizer: &TextTokenizer) -> Result<&'a str> {
+    let mut by_length: Vec<(usize, &str)> = test
+        .iter()
+        .map(|e| Ok((tokenizer.ids(&e.text)?.len(), e.text.as_str())))
+        .collect::<Result<_>>()?;
+    by_length.sort_unstable();
+    by_length
+        .get(by_length.len() / 2)
+        .map(|&(_, text)| text)
+        .ok_or_else(|| EngineError::InvalidInput("no test sentences to profile with".into()))
+}
+
+/// The profiling input of a text bundle: the median-length movie-review test sentence,
+/// exactly as `prepare` picks it. Needs `data_dir()/vader`.
+pub(crate) fn profile_example(bundle: &Bundle) -> Result<(Tensor, Tensor)> {
+    let split = load_vader_split(
+        &data_dir().join("vader"),
+        Domain::Movie,
+        SplitSpec::default(),
+    )?;
+    let typical = typical_sentence(&split.test, bundle_tokenizer(bundle)?)?;
+    bundle.encode_texts(&[typical])
+}
+
+fn bundle_tokenizer(bundle: &Bundle) -> Result<&TextTokenizer> {
+    bundle.tokenizer.as_ref().ok_or_else(|| {
+        EngineError::InvalidInput(format!(
+            "bundle `{}` has no tokenizer",
+            bundle.manifest.name
+        ))
+    })
 }
 
 /// `count` examples chosen with `seed`, kept in their original order.
