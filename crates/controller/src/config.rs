@@ -55,6 +55,10 @@ pub struct ControllerConfig {
     pub statistical: bool,
     /// Confidence level of that bound, in (0.5, 1).
     pub confidence_level: f64,
+    /// Share of chunks that should stay within the accuracy budget on their own, in
+    /// [0, 1); 0 lets the budget alone set the error rate tuning aims at. See
+    /// [`ControllerConfig::target_error_rate`].
+    pub chunk_coverage: f64,
 }
 
 impl Default for ControllerConfig {
@@ -62,7 +66,7 @@ impl Default for ControllerConfig {
         Self {
             accuracy_budget: 0.01,
             chunk_size: 64,
-            tuning_window_chunks: 16,
+            tuning_window_chunks: 48,
             retune_every_chunks: 4,
             adjust_every_chunks: 8,
             ramp_budget_share: 0.02,
@@ -71,6 +75,7 @@ impl Default for ControllerConfig {
             tuner: TunerKind::Ours,
             statistical: false,
             confidence_level: 0.9,
+            chunk_coverage: 0.95,
         }
     }
 }
@@ -128,8 +133,62 @@ impl ControllerConfig {
                 "must be in (0.5, 1)",
             );
         }
+        if !(0.0..1.0).contains(&self.chunk_coverage) {
+            return bad("chunk_coverage", self.chunk_coverage, "must be in [0, 1)");
+        }
         Ok(())
     }
+
+    /// The disagreement rate tuning aims at: the accuracy budget, or less when
+    /// `chunk_coverage` asks for it.
+    ///
+    /// A chunk stays within budget only while it holds at most `floor(budget × chunk_size)`
+    /// disagreeing exits: at 64 requests and 1 % that is none at all, so a policy that spends
+    /// the whole budget on average breaks it on about half of the chunks. The rate returned
+    /// is the largest at which a chunk of independent requests stays within budget with
+    /// probability `chunk_coverage` (binomial; 0.08 % for 64 requests, 1 % and 0.95).
+    pub fn target_error_rate(&self) -> f64 {
+        let budget = self.accuracy_budget;
+        if self.chunk_coverage <= 0.0 {
+            return budget;
+        }
+        let n = self.chunk_size as u64;
+        let allowed = (budget * self.chunk_size as f64 + 1e-9).floor() as u64;
+        let covered = |rate: f64| binomial_cdf(n, allowed, rate) >= self.chunk_coverage;
+        if covered(budget) {
+            return budget;
+        }
+        // The CDF falls as the rate grows: bisect on [0, budget].
+        let (mut lo, mut hi) = (0.0, budget);
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if covered(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+/// `P[Binomial(n, p) ≤ k]`, summed in log space term by term.
+fn binomial_cdf(n: u64, k: u64, p: f64) -> f64 {
+    if p <= 0.0 {
+        return 1.0;
+    }
+    if p >= 1.0 {
+        return if k >= n { 1.0 } else { 0.0 };
+    }
+    let (nf, log_ratio) = (n as f64, (p / (1.0 - p)).ln());
+    let mut log_pmf = nf * (1.0 - p).ln();
+    let mut cdf = log_pmf.exp();
+    for i in 1..=k.min(n) {
+        let j = (i - 1) as f64;
+        log_pmf += ((nf - j) / (j + 1.0)).ln() + log_ratio;
+        cdf += log_pmf.exp();
+    }
+    cdf.min(1.0)
 }
 
 #[cfg(test)]
@@ -158,5 +217,46 @@ mod tests {
             "{err}"
         );
         assert!(ControllerConfig::default().validate().is_ok());
+        let cfg = ControllerConfig {
+            chunk_coverage: 1.0,
+            ..ControllerConfig::default()
+        };
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("chunk_coverage")
+        );
+    }
+
+    #[test]
+    fn target_error_rate_keeps_chunks_within_budget_at_the_coverage() {
+        let cfg = ControllerConfig::default();
+        // 64 requests at 1 % allow no error: 0.95 = (1 - r)^64.
+        let r = cfg.target_error_rate();
+        assert!((r - (1.0 - 0.95f64.powf(1.0 / 64.0))).abs() < 1e-9, "{r}");
+        assert!((binomial_cdf(64, 0, r) - 0.95).abs() < 1e-9);
+        // Coverage off: the budget itself.
+        let off = ControllerConfig {
+            chunk_coverage: 0.0,
+            ..cfg.clone()
+        };
+        assert_eq!(off.target_error_rate(), 0.01);
+        // Large chunks allow errors; the target stays below the budget and honours it.
+        let big = ControllerConfig {
+            chunk_size: 1000,
+            ..cfg
+        };
+        let r = big.target_error_rate();
+        assert!(r > 0.004 && r < 0.01, "{r}");
+        assert!((binomial_cdf(1000, 10, r) - 0.95).abs() < 1e-6);
+    }
+
+    #[test]
+    fn binomial_cdf_matches_small_cases() {
+        assert!((binomial_cdf(2, 0, 0.5) - 0.25).abs() < 1e-12);
+        assert!((binomial_cdf(2, 1, 0.5) - 0.75).abs() < 1e-12);
+        assert!((binomial_cdf(3, 3, 0.3) - 1.0).abs() < 1e-12);
+        assert_eq!(binomial_cdf(3, 0, 0.0), 1.0);
     }
 }

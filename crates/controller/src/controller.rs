@@ -273,10 +273,11 @@ impl Controller {
             ));
             return;
         }
-        let budget = self.cfg.accuracy_budget;
+        let target = self.cfg.target_error_rate();
         let confidence = self.cfg.statistical.then_some(self.cfg.confidence_level);
-        let allowance = error_allowance(window.len(), budget, confidence);
-        let recent = error_allowance(window.recent_len(), budget, None).unwrap_or(0);
+        let allowance = error_allowance(window.len(), target, confidence);
+        let recent =
+            error_allowance(window.recent_len(), self.cfg.accuracy_budget, None).unwrap_or(0);
         let limits = allowance.map(|w| ErrorLimits { window: w, recent });
         let before_thr: Vec<f32> = tuned.iter().map(|&k| self.ramps[k].threshold).collect();
         let before = window.evaluate(&before_thr);
@@ -289,6 +290,7 @@ impl Controller {
             Decision::new(DecisionKind::Retune, reason, chunk_id, now)
                 .with(keys::TUNER, self.cfg.tuner.as_str())
                 .with(keys::WINDOW_REQUESTS, window.len())
+                .with(keys::TARGET_ERROR_RATE, target)
                 .with(keys::ERROR_ALLOWANCE, allowance.map_or(-1, i64::from))
                 .with(keys::WINDOW_ERRORS, result.evaluation.errors)
                 .with(keys::RECENT_REQUESTS, window.recent_len())

@@ -15,6 +15,8 @@ pub mod keys {
     pub const TUNER: &str = "apparate.tuner";
     /// Requests in the tuning window.
     pub const WINDOW_REQUESTS: &str = "apparate.window.requests";
+    /// Disagreement rate the tuner aims at (see `ControllerConfig::target_error_rate`).
+    pub const TARGET_ERROR_RATE: &str = "apparate.window.target_error_rate";
     /// Disagreeing exits the window may hold; -1 when no exits are allowed.
     pub const ERROR_ALLOWANCE: &str = "apparate.window.error_allowance";
     /// Requests in the latest chunk, held to its own limit.

@@ -134,7 +134,7 @@ pub fn replay(
             let records: Vec<_> = slice.iter().map(|r| r.feedback(&initial, 0, 0)).collect();
             let started = Instant::now();
             let window = TuningWindow::build(&records, &initial, profile);
-            let limits = error_allowance(window.len(), cfg.controller.accuracy_budget, None)
+            let limits = error_allowance(window.len(), cfg.controller.target_error_rate(), None)
                 .map(ErrorLimits::window_only);
             let tuned = match policy {
                 Policy::StaticShared => tune_shared(&window, limits),

@@ -1,8 +1,10 @@
-//! How many disagreeing exits a window may hold and still be within the accuracy budget.
+//! How many disagreeing exits a window may hold and still keep to a target error rate (the
+//! accuracy budget, or the lower rate chunk coverage asks for:
+//! [`crate::ControllerConfig::target_error_rate`]).
 //!
 //! Both tuning modes reduce to an integer error allowance for the window:
 //!
-//! * **point** — `floor(budget × n)`: the observed accuracy must stay within budget;
+//! * **point** — `floor(budget × n)`: the observed error rate must stay within the target;
 //! * **statistical** — the largest `e` whose exact one-sided (Clopper–Pearson) upper
 //!   confidence bound on the error rate, at the configured level, is still within budget.
 //!   That bound is at most the budget exactly when `P[Binomial(n, budget) ≤ e] ≤ 1 − level`,
@@ -12,7 +14,8 @@
 //! The statistical bound ignores that thresholds were chosen on the same window (selection
 //! bias), so it is a safety margin, not a guarantee.
 
-/// Errors a window of `requests` may hold: `None` means no exits at all are allowed.
+/// Errors a window of `requests` may hold at error rate `budget`: `None` means no exits at
+/// all are allowed.
 /// `confidence` selects the statistical mode (a level in (0.5, 1)); `None` is the point mode.
 pub fn error_allowance(requests: usize, budget: f64, confidence: Option<f64>) -> Option<u32> {
     let point = (budget * requests as f64 + 1e-9).floor().max(0.0) as u32;
