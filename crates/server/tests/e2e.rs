@@ -121,18 +121,6 @@ async fn one_trace_shows_chunk_decision_push_and_the_servers_apply() {
             && count("batch") >= 1
     };
     let spans = receiver.wait_for(want, WAIT).await.unwrap();
-    // Accuracy against the final layer stays within budget on at least 95 % of chunks,
-    // drift included.
-    let chunks: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == "chunk").collect();
-    let over = chunks
-        .iter()
-        .filter(|s| s.attr("apparate.chunk.over_budget") == Some("true"))
-        .count();
-    assert!(
-        over * 20 <= chunks.len(),
-        "{over} of {} chunks over budget",
-        chunks.len()
-    );
     let by_id: HashMap<&str, &ReceivedSpan> =
         spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
     let parent = |s: &ReceivedSpan| {
