@@ -4,13 +4,20 @@
 //! * **Re-tune** after the first chunk, after any chunk over budget, after ramps were
 //!   removed, once a new ramp has warmed up, and every `retune_every_chunks` chunks (so
 //!   saving comes back after a drift passes). The tuner keeps the whole window within its
-//!   error allowance *and* the latest chunk within budget on its own, so after a violation
-//!   the new config is one that would not have violated (it tightens within one chunk),
-//!   while the older chunks keep it from over-fitting 64 requests.
+//!   error allowance *and* the latest chunk within budget on its own.
+//! * **Evidence.** The window's error allowance is conformal: it may hold `e` disagreeing
+//!   exits while `(e + 1) / (n + 1)` stays within the target rate
+//!   ([`crate::tuner::conformal_allowance`]), so fewer than about 1 / rate requests support
+//!   no exits at all (20 chunks at the defaults). A ramp exits only once the chunks *since
+//!   the last chunk over budget* hold that many of its outputs: a chunk over budget is taken
+//!   as a sign that the workload moved, so every exit shuts at once and reopens only on
+//!   evidence from the new regime. (Evidence from before a drift is what let the errors
+//!   through: a window of mostly old requests supports a threshold the new ones break.)
 //! * **Warm-up.** A newly activated ramp starts at [`NEVER_EXIT`]: it runs and reports, but
-//!   releases nothing, so it cannot hurt accuracy. It joins tuning once the window holds a
-//!   full chunk of records carrying its output; until then tuning ignores it, and ramp
-//!   adjustment waits. A ramp is not judged for removal before it has been active for
+//!   releases nothing, so it cannot hurt accuracy. Once the window holds a full chunk of
+//!   records carrying its output, ramp adjustment may run again; the ramp itself is tuned
+//!   only once it has the evidence above, and until then it stays shut and is not judged
+//!   for removal. Nor is any ramp active for fewer than
 //!   `adjust_every_chunks` chunks.
 //! * **Time** is a caller-supplied `Duration` since any fixed origin; it only stamps reports
 //!   and decisions. Nothing here reads a clock.
@@ -26,7 +33,7 @@ use crate::exit_config::{ExitConfig, NEVER_EXIT, RampThreshold, describe_thresho
 use crate::planner::{RampStatus, plan_ramps, ramp_utilities};
 use crate::profile::LatencyProfile;
 use crate::record::FeedbackRecord;
-use crate::tuner::{ErrorLimits, error_allowance, tune};
+use crate::tuner::{ErrorLimits, conformal_allowance, error_allowance, tune};
 use crate::window::TuningWindow;
 
 /// Everything one chunk produced.
@@ -54,6 +61,8 @@ pub struct Controller {
     warming: BTreeSet<u32>,
     cooldown_until: BTreeMap<u32, u64>,
     since_retune: usize,
+    /// Chunks processed since the last one over budget (that one excluded).
+    calm_chunks: usize,
 }
 
 impl Controller {
@@ -95,6 +104,7 @@ impl Controller {
             warming: BTreeSet::new(),
             cooldown_until: BTreeMap::new(),
             since_retune: 0,
+            calm_chunks: 0,
         })
     }
 
@@ -182,6 +192,11 @@ impl Controller {
             self.cfg.accuracy_budget,
         );
         let mut decisions = Vec::new();
+        self.calm_chunks = if report.over_budget {
+            0
+        } else {
+            self.calm_chunks + 1
+        };
         self.window.push_back(chunk);
         while self.window.len() > self.cfg.tuning_window_chunks {
             self.window.pop_front();
@@ -251,11 +266,38 @@ impl Controller {
         }
     }
 
+    /// The error allowance for `requests` at `rate`, in the configured mode.
+    fn allowance(&self, requests: usize, rate: f64) -> Option<u32> {
+        if self.cfg.statistical {
+            error_allowance(requests, rate, Some(self.cfg.confidence_level))
+        } else {
+            conformal_allowance(requests, rate)
+        }
+    }
+
+    /// True once the window's chunks since the last one over budget hold enough outputs of
+    /// ramp `id` to support the current target rate: before that the ramp cannot be tuned
+    /// (it stays shut) nor judged.
+    fn has_evidence(&self, id: u32) -> bool {
+        let seen = self
+            .window
+            .iter()
+            .rev()
+            .take(self.calm_chunks)
+            .flatten()
+            .filter(|r| r.output(id).is_some())
+            .count();
+        self.allowance(seen, self.cfg.target_error_rate()).is_some()
+    }
+
     fn retune(&mut self, reason: Reason, chunk_id: u64, now: Duration, out: &mut Vec<Decision>) {
         self.since_retune = 0;
-        let tuned: Vec<usize> = (0..self.ramps.len())
+        let (tuned, unproven): (Vec<usize>, Vec<usize>) = (0..self.ramps.len())
             .filter(|&k| !self.warming.contains(&self.ramps[k].ramp_id))
-            .collect();
+            .partition(|&k| self.has_evidence(self.ramps[k].ramp_id));
+        for &k in &unproven {
+            self.ramps[k].threshold = NEVER_EXIT;
+        }
         let ids: Vec<u32> = tuned.iter().map(|&k| self.ramps[k].ramp_id).collect();
         let older = self.window.len().saturating_sub(1);
         let window = TuningWindow::build_parts(
@@ -274,8 +316,7 @@ impl Controller {
             return;
         }
         let target = self.cfg.target_error_rate();
-        let confidence = self.cfg.statistical.then_some(self.cfg.confidence_level);
-        let allowance = error_allowance(window.len(), target, confidence);
+        let allowance = self.allowance(window.len(), target);
         let recent =
             error_allowance(window.recent_len(), self.cfg.accuracy_budget, None).unwrap_or(0);
         let limits = allowance.map(|w| ErrorLimits { window: w, recent });
@@ -291,6 +332,7 @@ impl Controller {
                 .with(keys::TUNER, self.cfg.tuner.as_str())
                 .with(keys::WINDOW_REQUESTS, window.len())
                 .with(keys::TARGET_ERROR_RATE, target)
+                .with(keys::CALM_CHUNKS, self.calm_chunks)
                 .with(keys::ERROR_ALLOWANCE, allowance.map_or(-1, i64::from))
                 .with(keys::WINDOW_ERRORS, result.evaluation.errors)
                 .with(keys::RECENT_REQUESTS, window.recent_len())
@@ -320,10 +362,11 @@ impl Controller {
             .map(|(&ramp_id, &utility_ms)| RampStatus {
                 ramp_id,
                 utility_ms,
-                protected: self
-                    .activated_at
-                    .get(&ramp_id)
-                    .is_some_and(|&at| at > 0 && chunk_id < at + min_age),
+                protected: !self.has_evidence(ramp_id)
+                    || self
+                        .activated_at
+                        .get(&ramp_id)
+                        .is_some_and(|&at| at > 0 && chunk_id < at + min_age),
             })
             .collect();
         let plan = plan_ramps(&statuses, &self.profile, &self.cfg, |id| {

@@ -17,6 +17,9 @@ pub mod keys {
     pub const WINDOW_REQUESTS: &str = "apparate.window.requests";
     /// Disagreement rate the tuner aims at (see `ControllerConfig::target_error_rate`).
     pub const TARGET_ERROR_RATE: &str = "apparate.window.target_error_rate";
+    /// Chunks since the last one over budget: only their records count as evidence that
+    /// a ramp may exit.
+    pub const CALM_CHUNKS: &str = "apparate.window.calm_chunks";
     /// Disagreeing exits the window may hold; -1 when no exits are allowed.
     pub const ERROR_ALLOWANCE: &str = "apparate.window.error_allowance";
     /// Requests in the latest chunk, held to its own limit.

@@ -50,9 +50,18 @@ fn quiet() -> ControllerConfig {
     }
 }
 
+/// A 5 % budget with no chunk-coverage aim: one chunk is evidence enough to open exits.
+fn loose() -> ControllerConfig {
+    ControllerConfig {
+        accuracy_budget: 0.05,
+        chunk_coverage: 0.0,
+        ..quiet()
+    }
+}
+
 #[test]
 fn first_chunk_is_tuned_and_emits_version_one_with_explanations() {
-    let mut ctrl = controller(quiet(), &[2, 5]);
+    let mut ctrl = controller(loose(), &[2, 5]);
     let out = ctrl.on_chunk(&easy_chunk(&[2, 5]), AT);
     assert_eq!(out.report.requests, 64);
     assert_eq!(out.report.accuracy, 1.0);
@@ -87,7 +96,7 @@ fn first_chunk_is_tuned_and_emits_version_one_with_explanations() {
 
 #[test]
 fn nothing_is_emitted_when_nothing_changes() {
-    let mut ctrl = controller(quiet(), &[2, 5]);
+    let mut ctrl = controller(loose(), &[2, 5]);
     ctrl.on_chunk(&easy_chunk(&[2, 5]), AT);
     let out = ctrl.on_chunk(&easy_chunk(&[2, 5]), AT);
     assert!(out.config.is_none());
@@ -96,33 +105,53 @@ fn nothing_is_emitted_when_nothing_changes() {
 }
 
 #[test]
-fn a_violating_chunk_is_answered_by_a_tighter_config_at_once() {
-    let mut ctrl = controller(quiet(), &[2, 5]);
-    for _ in 0..3 {
-        ctrl.on_chunk(&easy_chunk(&[2, 5]), AT);
-    }
+fn exits_wait_for_evidence_and_a_chunk_over_budget_shuts_them_until_new_evidence() {
+    let cfg = ControllerConfig {
+        retune_every_chunks: 1,
+        ..quiet()
+    };
+    let mut ctrl = controller(cfg, &[2, 5]);
+    let retune_of = |out: &apparate_controller::ChunkOutcome| {
+        out.decisions
+            .iter()
+            .find(|d| d.kind == DecisionKind::Retune)
+            .cloned()
+            .unwrap()
+    };
+    // The default target (0.08 %) needs (0 + 1) / (n + 1) <= 0.0008: n >= 1248 requests,
+    // so the 20th clean chunk (1,280 requests) is the first that may open exits.
+    let feed = |ctrl: &mut Controller, chunks: u64| {
+        for chunk in 0..chunks {
+            let out = ctrl.on_chunk(&easy_chunk(&[2, 5]), AT);
+            assert!(out.config.is_none(), "chunk {chunk} opened exits");
+        }
+    };
+    let first = ctrl.on_chunk(&easy_chunk(&[2, 5]), AT);
+    assert_eq!(
+        retune_of(&first).attribute(keys::ERROR_ALLOWANCE),
+        Some(&AttrValue::I64(-1))
+    );
+    feed(&mut ctrl, 18);
+    let opened = ctrl.on_chunk(&easy_chunk(&[2, 5]), AT).config.unwrap();
+    assert!(opened.threshold(2).unwrap() < NEVER_EXIT, "{opened:?}");
+
     // Ramp 2 is now confidently wrong on a tenth of the inputs.
     let bad: Vec<_> = (0..64)
         .map(|i| record(i, &[2, 5], 0.99, if i % 10 == 0 { &[2] } else { &[] }))
         .collect();
     let out = ctrl.on_chunk(&bad, AT);
     assert!(out.report.over_budget);
-    let retune = out
-        .decisions
-        .iter()
-        .find(|d| d.kind == DecisionKind::Retune)
-        .unwrap();
+    let retune = retune_of(&out);
     assert_eq!(retune.reason, Reason::OverBudget);
     assert_eq!(
-        retune.attribute(keys::RECENT_ERRORS),
+        retune.attribute(keys::CALM_CHUNKS),
         Some(&AttrValue::I64(0))
     );
-    let config = out.config.expect("tightened config");
-    assert_eq!(config.threshold(2), Some(NEVER_EXIT));
-    assert!(
-        config.threshold(5).unwrap() < NEVER_EXIT,
-        "ramp 5 keeps releasing"
-    );
+    let config = out.config.expect("exits shut");
+    assert!(config.ramps.iter().all(|r| r.threshold == NEVER_EXIT));
+    // The old evidence no longer counts: 19 new chunks keep them shut, the 20th reopens.
+    feed(&mut ctrl, 19);
+    assert!(ctrl.on_chunk(&easy_chunk(&[2, 5]), AT).config.is_some());
 }
 
 #[test]
@@ -147,7 +176,7 @@ fn a_useless_ramp_is_removed_and_a_new_one_warms_up_before_it_may_exit() {
     let cfg = ControllerConfig {
         adjust_every_chunks: 2,
         retune_every_chunks: 0,
-        ..ControllerConfig::default()
+        ..loose()
     };
     let mut ctrl = controller(cfg, &[1, 6]);
     // Ramp 1 is never confident: it only costs time. Ramp 6 releases everything.

@@ -18,7 +18,10 @@ fn inputs() -> (Trace, LatencyProfile) {
 #[test]
 fn every_policy_reports_one_row_per_chunk_and_the_oracle_bounds_them() {
     let (trace, profile) = inputs();
-    let cfg = ReplayConfig::default();
+    // 18 chunks: a 5 % budget without a coverage aim, so exits open from the first chunk.
+    let mut cfg = ReplayConfig::default();
+    cfg.controller.accuracy_budget = 0.05;
+    cfg.controller.chunk_coverage = 0.0;
     let reports: Vec<_> = Policy::ALL
         .iter()
         .map(|&p| replay(&trace, &profile, p, &cfg).unwrap())
@@ -38,7 +41,7 @@ fn every_policy_reports_one_row_per_chunk_and_the_oracle_bounds_them() {
     );
     assert_eq!(oracle.summary.accuracy, 1.0);
     let ours = reports.iter().find(|r| r.policy == "ours").unwrap();
-    assert!(ours.summary.saving_mean > 0.2);
+    assert!(ours.summary.saving_mean > 0.1, "{:?}", ours.summary);
     assert!(ours.summary.saving_mean < oracle.summary.saving_mean);
     assert!(ours.timing.tune_runs > 0);
     assert!(ours.summary.configs_emitted > 0);

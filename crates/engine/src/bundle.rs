@@ -92,20 +92,25 @@ impl Bundle {
         write_yaml(&dir.join(REPORT), &self.report)
     }
 
+    /// The tokenizer and per-text byte limit of a text bundle; an error for one that takes
+    /// tensors.
+    pub fn text_input(&self) -> Result<(&TextTokenizer, u32)> {
+        match (&self.tokenizer, &self.manifest.input) {
+            (Some(tokenizer), InputSpec::Text { max_bytes }) => Ok((tokenizer, *max_bytes)),
+            _ => Err(EngineError::InvalidInput(format!(
+                "bundle `{}` takes {:?}, not text",
+                self.manifest.name, self.manifest.input
+            ))),
+        }
+    }
+
     /// Tokenizes a batch of texts for `model.forward_exits`: `(input_ids, attention_mask)`,
     /// both `[batch, longest]` int64 on the model's device, padded to the batch's longest
     /// text. Fails for a bundle that takes tensors, and for a text over the manifest's
     /// `max_bytes` (naming its index).
     pub fn encode_texts(&self, texts: &[&str]) -> Result<(tch::Tensor, tch::Tensor)> {
-        let (Some(tokenizer), InputSpec::Text { max_bytes }) =
-            (&self.tokenizer, &self.manifest.input)
-        else {
-            return Err(EngineError::InvalidInput(format!(
-                "bundle `{}` takes {:?}, not text",
-                self.manifest.name, self.manifest.input
-            )));
-        };
-        let limit = usize::try_from(*max_bytes).unwrap_or(usize::MAX);
+        let (tokenizer, max_bytes) = self.text_input()?;
+        let limit = usize::try_from(max_bytes).unwrap_or(usize::MAX);
         if let Some((i, t)) = texts.iter().enumerate().find(|(_, t)| t.len() > limit) {
             return Err(EngineError::InvalidInput(format!(
                 "text {i} is {} bytes; bundle `{}` takes at most {max_bytes}",

@@ -35,6 +35,11 @@ impl DeviceChoice {
     }
 }
 
+/// How a bundle's manifest names the device it was profiled on: `cpu`, `cuda(0)`.
+pub fn device_label(device: Device) -> String {
+    format!("{device:?}").to_lowercase()
+}
+
 /// Sets libtorch's intra-op thread count explicitly (0 = one per available core),
 /// so a serving worker does not oversubscribe cores shared with the async runtime.
 /// Returns the count in force.

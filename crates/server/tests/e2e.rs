@@ -19,17 +19,18 @@ use tokio::sync::oneshot;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// `n` clean test images followed by the same images under heavy sensor noise.
-fn drifting_requests(n: usize) -> Arc<Vec<v1::InferRequest>> {
-    let clean = image_requests(n);
+/// `clean` test images, then the first `drifted` of them again as noisy negatives (the
+/// quick bundle's ramps are confidently wrong on many of those).
+fn drifting_requests(clean: usize, drifted: usize) -> Arc<Vec<v1::InferRequest>> {
+    let clean = image_requests(clean);
     let mut rng = SplitMix64::new(9);
     let mut all: Vec<v1::InferRequest> = clean.iter().cloned().collect();
-    for r in clean.iter() {
+    for r in clean.iter().take(drifted) {
         let mut r = r.clone();
         if let Some(v1::infer_request::Input::Tensor(t)) = &mut r.input {
             for v in &mut t.values {
-                let noise = (rng.unit() as f32 - 0.5) * 1.2;
-                *v = (*v + noise).clamp(0.0, 1.0);
+                let noise = (rng.unit() as f32 - 0.5) * 0.4;
+                *v = (1.0 - *v + noise).clamp(0.0, 1.0);
             }
         }
         all.push(r);
@@ -89,11 +90,13 @@ async fn one_trace_shows_chunk_decision_push_and_the_servers_apply() {
         },
     ));
 
-    let n = 768; // 12 chunks clean, then 12 chunks noisy
-    let replies = drive(&server, drifting_requests(n)).await;
+    // 28 chunks clean (the first exits need about 20 chunks of evidence at the default
+    // target), then 12 chunks drifted.
+    let n = 1792;
+    let replies = drive(&server, drifting_requests(n, 768)).await;
     let _ = stop.send(());
     let stats = sidecar.await.unwrap().unwrap();
-    assert!(stats.chunks >= 20 && stats.acks >= 2, "{stats:?}");
+    assert!(stats.chunks >= 36 && stats.acks >= 2, "{stats:?}");
 
     // Thresholds move after the drift: a new version decides requests soon after it.
     let drift_at = replies[n].request_id;
@@ -114,13 +117,25 @@ async fn one_trace_shows_chunk_decision_push_and_the_servers_apply() {
     telemetry.flush();
     let want = |spans: &[ReceivedSpan]| {
         let count = |n: &str| spans.iter().filter(|s| s.name == n).count();
-        count("chunk") >= 20
+        count("chunk") as u64 >= stats.chunks
             && count("retune") >= 1
             && count("config.push") >= 2
             && count("config.apply") >= 2
             && count("batch") >= 1
     };
     let spans = receiver.wait_for(want, WAIT).await.unwrap();
+    // Accuracy against the final layer stays within budget on at least 95 % of chunks,
+    // drift included.
+    let chunks: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == "chunk").collect();
+    let over = chunks
+        .iter()
+        .filter(|s| s.attr("apparate.chunk.over_budget") == Some("true"))
+        .count();
+    assert!(
+        over * 20 <= chunks.len(),
+        "{over} of {} chunks over budget",
+        chunks.len()
+    );
     let by_id: HashMap<&str, &ReceivedSpan> =
         spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
     let parent = |s: &ReceivedSpan| {

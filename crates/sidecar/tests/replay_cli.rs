@@ -6,6 +6,18 @@ use std::process::Command;
 use apparate_controller::LatencyProfile;
 use apparate_controller::synthetic::SyntheticSpec;
 
+/// A sidecar file with a loose budget and no chunk-coverage aim, so exits open after one
+/// chunk of this short trace.
+fn loose_config(tag: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("replay-{tag}.yaml"));
+    std::fs::write(
+        &path,
+        "controller:\n  accuracy_budget: 0.05\n  chunk_coverage: 0\n",
+    )
+    .unwrap();
+    path
+}
+
 fn write_inputs(tag: &str) -> (PathBuf, PathBuf) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let trace = dir.join(format!("replay-{tag}.jsonl"));
@@ -34,6 +46,7 @@ fn replay(args: &[&str]) -> (Option<i32>, String, String) {
 #[test]
 fn replay_prints_one_row_per_chunk_and_the_summary() {
     let (trace, profile) = write_inputs("ours");
+    let config = loose_config("ours");
     let (code, stdout, stderr) = replay(&[
         "--trace",
         trace.to_str().unwrap(),
@@ -41,6 +54,8 @@ fn replay_prints_one_row_per_chunk_and_the_summary() {
         profile.to_str().unwrap(),
         "--policy",
         "ours",
+        "--config",
+        config.to_str().unwrap(),
     ]);
     assert_eq!(code, Some(0), "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();

@@ -2,9 +2,12 @@
 //! accuracy budget, or the lower rate chunk coverage asks for:
 //! [`crate::ControllerConfig::target_error_rate`]).
 //!
-//! Both tuning modes reduce to an integer error allowance for the window:
+//! Every tuning mode reduces to an integer error allowance for the window:
 //!
-//! * **point** — `floor(budget × n)`: the observed error rate must stay within the target;
+//! * **point** — `floor(rate × n)`: the observed error rate must stay within the target
+//!   (the static baselines, tuned once);
+//! * **conformal** — `(e + 1) / (n + 1) ≤ rate`: the point estimate charged one error for
+//!   choosing thresholds on the window they are judged by (the live controller's default);
 //! * **statistical** — the largest `e` whose exact one-sided (Clopper–Pearson) upper
 //!   confidence bound on the error rate, at the configured level, is still within budget.
 //!   That bound is at most the budget exactly when `P[Binomial(n, budget) ≤ e] ≤ 1 − level`,
@@ -42,6 +45,18 @@ pub fn error_allowance(requests: usize, budget: f64, confidence: Option<f64>) ->
     best
 }
 
+/// Errors a window of `requests` may hold so that the *next* request's expected error rate
+/// stays within `rate`: the largest `e` with `(e + 1) / (n + 1) ≤ rate`, conformal risk
+/// control for a 0/1 loss (Angelopoulos et al., 2022). The `+ 1` prices in that thresholds are
+/// chosen on the very window they are judged by: a threshold just above a window's most
+/// confident error lets the next request's error through with probability about `1 / (n + 1)`,
+/// so a window of `n` requests cannot support a rate below about `1 / n`. `None` (no exits)
+/// until the window is that large.
+pub fn conformal_allowance(requests: usize, rate: f64) -> Option<u32> {
+    let slack = rate * (requests as f64 + 1.0) - 1.0 + 1e-9;
+    (slack >= 0.0).then(|| slack.floor() as u32)
+}
+
 fn log_add_exp(a: f64, b: f64) -> f64 {
     let (hi, lo) = if a > b { (a, b) } else { (b, a) };
     hi + (lo - hi).exp().ln_1p()
@@ -70,5 +85,17 @@ mod tests {
         // Large windows approach the point estimate.
         let big = error_allowance(100_000, 0.01, Some(0.9)).unwrap();
         assert!(big > 950 && big < 1000, "{big}");
+    }
+
+    #[test]
+    fn conformal_allowance_charges_one_error_for_choosing_on_the_window() {
+        // (e + 1) / (n + 1) <= rate.
+        assert_eq!(conformal_allowance(98, 0.01), None);
+        assert_eq!(conformal_allowance(99, 0.01), Some(0));
+        assert_eq!(conformal_allowance(199, 0.01), Some(1));
+        assert_eq!(conformal_allowance(3072, 0.0008), Some(1));
+        for n in [100, 500, 1000, 5000] {
+            assert!(conformal_allowance(n, 0.01) < error_allowance(n, 0.01, None));
+        }
     }
 }

@@ -5,7 +5,7 @@ mod bound;
 mod greedy;
 mod search;
 
-pub use bound::error_allowance;
+pub use bound::{conformal_allowance, error_allowance};
 pub use greedy::{INITIAL_STEP, MIN_STEP, tune_greedy};
 pub use search::tune_search;
 

@@ -84,7 +84,7 @@ pub fn prepare_cnn(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> Resu
         },
         candidates: model.cuts().to_vec(),
         architecture: model.architecture.clone(),
-        profiled_on: format!("{:?}", opts.device).to_lowercase(),
+        profiled_on: crate::device::device_label(opts.device),
     };
     Ok(Bundle {
         manifest,

@@ -170,7 +170,7 @@ pub fn prepare_minilm(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> R
         },
         candidates: model.cuts().to_vec(),
         architecture: model.architecture.clone(),
-        profiled_on: format!("{:?}", opts.device).to_lowercase(),
+        profiled_on: crate::device::device_label(opts.device),
     };
     Ok(Bundle {
         manifest,
@@ -261,17 +261,8 @@ pub(crate) fn profile_example(bundle: &Bundle) -> Result<(Tensor, Tensor)> {
         Domain::Movie,
         SplitSpec::default(),
     )?;
-    let typical = typical_sentence(&split.test, bundle_tokenizer(bundle)?)?;
+    let typical = typical_sentence(&split.test, bundle.text_input()?.0)?;
     bundle.encode_texts(&[typical])
-}
-
-fn bundle_tokenizer(bundle: &Bundle) -> Result<&TextTokenizer> {
-    bundle.tokenizer.as_ref().ok_or_else(|| {
-        EngineError::InvalidInput(format!(
-            "bundle `{}` has no tokenizer",
-            bundle.manifest.name
-        ))
-    })
 }
 
 /// `count` examples chosen with `seed`, kept in their original order.

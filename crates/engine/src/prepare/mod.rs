@@ -77,8 +77,9 @@ pub fn prepare(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> Result<B
 /// Profiles a bundle again on this machine and replaces its profile (not saved): the
 /// controller's cost model should come from the serving machine, at the serving thread
 /// count, with nothing else running. Images are timed on seeded uniform noise (no data
-/// needed; a constant image ran about half as fast, likely from denormal activations); texts on the median-length movie-review test
-/// sentence, as `prepare` does (needs the VADER data).
+/// needed; a constant image ran about half as fast, likely from denormal activations);
+/// texts on the median-length movie-review test sentence, as `prepare` does (needs the
+/// VADER data).
 pub fn reprofile(bundle: &mut Bundle, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
     let device = bundle.model.device();
     let (example, mask) = match &bundle.manifest.input {
@@ -98,6 +99,6 @@ pub fn reprofile(bundle: &mut Bundle, progress: &mut dyn FnMut(u64, u64)) -> Res
         Family::Resnet | Family::Vgg => ProfileConfig::default(),
     };
     bundle.profile = profile_latency(&bundle.model, &example, mask.as_ref(), &cfg, progress);
-    bundle.manifest.profiled_on = format!("{device:?}").to_lowercase();
+    bundle.manifest.profiled_on = crate::device::device_label(device);
     Ok(())
 }
