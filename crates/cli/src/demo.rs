@@ -192,7 +192,7 @@ fn print_row(r: &ChunkRow, budget: f64) {
     let thresholds = r
         .thresholds
         .iter()
-        .map(|(id, t)| format!("{id}:{t:.3}"))
+        .map(|(id, t)| format!("{id}:{}", apparate_controller::format_threshold(*t)))
         .collect::<Vec<_>>()
         .join(" ");
     println!(

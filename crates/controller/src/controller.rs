@@ -17,8 +17,7 @@
 //!   releases nothing, so it cannot hurt accuracy. Once the window holds a full chunk of
 //!   records carrying its output, ramp adjustment may run again; the ramp itself is tuned
 //!   only once it has the evidence above, and until then it stays shut and is not judged
-//!   for removal. Nor is any ramp active for fewer than
-//!   `adjust_every_chunks` chunks.
+//!   for removal. Nor is any ramp active for fewer than `adjust_every_chunks` chunks.
 //! * **Time** is a caller-supplied `Duration` since any fixed origin; it only stamps reports
 //!   and decisions. Nothing here reads a clock.
 

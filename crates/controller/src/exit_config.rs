@@ -122,13 +122,23 @@ impl ExitConfig {
     }
 }
 
-/// `id:threshold` pairs separated by commas, e.g. `0:0.912,3:1.000`.
+/// `id:threshold` pairs separated by commas, e.g. `0:0.9120,3:0.999962,5:1.0000`.
 pub fn describe_thresholds(ramps: &[RampThreshold]) -> String {
     ramps
         .iter()
-        .map(|r| format!("{}:{:.4}", r.ramp_id, r.threshold))
+        .map(|r| format!("{}:{}", r.ramp_id, format_threshold(r.threshold)))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A threshold for people: four decimals, six when it is open but within 0.001 of never
+/// exiting (real thresholds often are, and `1.0000` would read as shut).
+pub fn format_threshold(threshold: f32) -> String {
+    if (0.999..NEVER_EXIT).contains(&threshold) {
+        format!("{threshold:.6}")
+    } else {
+        format!("{threshold:.4}")
+    }
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ pub use config::{ControllerConfig, TunerKind};
 pub use controller::{ChunkOutcome, Controller};
 pub use decision::{AttrValue, Decision, DecisionKind, Reason};
 pub use error::{ControllerError, Result};
-pub use exit_config::{ExitConfig, NEVER_EXIT, RampThreshold};
+pub use exit_config::{ExitConfig, NEVER_EXIT, RampThreshold, format_threshold};
 pub use profile::{LatencyProfile, RampProfile};
 pub use record::{FeedbackRecord, RampObservation, RampOutput};
 pub use replay::{Policy, ReplayConfig, ReplayReport, Trace, TraceRequest, replay};

@@ -65,7 +65,7 @@ pub fn render(report: &ReplayReport, p50: &[f64]) -> String {
         let thresholds = row
             .thresholds
             .iter()
-            .map(|t| format!("{t:.3}"))
+            .map(|&t| apparate_controller::format_threshold(t))
             .collect::<Vec<_>>()
             .join(",");
         let _ = writeln!(
