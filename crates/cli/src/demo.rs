@@ -322,6 +322,7 @@ fn ensure_bundle(args: &Args) -> Result<PathBuf> {
         quick: false,
         epochs: Some(args.epochs),
         bootstrap_share: 0.1,
+        ramp_augment_copies: 3,
         device: crate::doctor::parse_device(&args.device).map_err(anyhow::Error::msg)?,
         threads: args.threads,
         seed: 7,
@@ -515,7 +516,7 @@ fn summarize(
         chunks: rows,
     };
     println!(
-        "\nsummary ({workload}, {} req/s, {n} requests per phase)",
+        "\nsummary ({workload}, {} req/s, {n} requests per phase expected)",
         args.rate
     );
     println!("  phase      answered  p50 ms  p95 ms  released early");

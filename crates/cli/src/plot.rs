@@ -212,13 +212,16 @@ fn cdf_chart(name: &str, curves: &[(&str, Vec<f64>)]) -> Chart {
             let mut sorted = lat.clone();
             sorted.sort_unstable_by(f64::total_cmp);
             let n = sorted.len().max(1) as f64;
+            // Latencies come from a profile, so they take few distinct values: one vertical
+            // step per value draws the same curve as one point per request, in kilobytes.
             let mut points = vec![(0.0, 0.0)];
-            points.extend(
-                sorted
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &x)| (x, (j + 1) as f64 / n)),
-            );
+            let mut below = 0;
+            while let Some(&x) = sorted.get(below) {
+                let upto = below + sorted[below..].partition_point(|&y| y <= x);
+                points.push((x, below as f64 / n));
+                points.push((x, upto as f64 / n));
+                below = upto;
+            }
             Series {
                 name: (*policy).to_owned(),
                 color: PALETTE[i].into(),
@@ -301,6 +304,16 @@ mod tests {
         }
         let oracle = reports.iter().find(|r| r.policy == "oracle").unwrap();
         assert!(oracle.summary.saving_mean > 0.0);
+    }
+
+    #[test]
+    fn the_cdf_has_one_step_per_distinct_latency() {
+        let chart = cdf_chart("t", &[("ours", vec![2.0, 1.0, 2.0, 2.0])]);
+        let points = &chart.series[0].points;
+        assert_eq!(
+            points,
+            &[(0.0, 0.0), (1.0, 0.0), (1.0, 0.25), (2.0, 0.25), (2.0, 1.0)]
+        );
     }
 
     #[test]

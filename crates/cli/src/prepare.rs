@@ -44,6 +44,11 @@ pub struct Args {
     /// Share of the training set, from its start, used to train the ramps (the bootstrap split).
     #[arg(long, default_value_t = 0.1)]
     pub bootstrap_share: f64,
+    /// CNN ramps also learn the backbone's answers on this many corrupted copies of each
+    /// bootstrap image (random contrast, brightness, blur, noise), so their confidence holds
+    /// up when the light or focus drifts; 0 = clean images only.
+    #[arg(long, default_value_t = 3)]
+    pub ramp_augment_copies: usize,
     /// Device to train and profile on: auto, cpu, cuda or cuda:N.
     #[arg(long, env = "APPARATE_DEVICE", default_value = "auto", value_parser = parse_device)]
     pub device: DeviceChoice,
@@ -119,6 +124,7 @@ pub fn run(args: &Args) -> Result<()> {
         quick: args.quick,
         epochs: args.epochs,
         bootstrap_share: args.bootstrap_share,
+        ramp_augment_copies: args.ramp_augment_copies,
         seed: args.seed,
     };
     let started = Instant::now();

@@ -16,6 +16,7 @@ fn quick(family: Family) -> Bundle {
         quick: true,
         epochs: None,
         bootstrap_share: 0.25,
+        ramp_augment_copies: 3,
         seed: 3,
     };
     prepare_cnn(&opts, &mut |_, _, _, _| {}).expect("prepare (needs scripts/bootstrap.sh data)")

@@ -26,6 +26,7 @@ fn quick_minilm_bundle_serves_text_exactly_like_the_plain_model() {
         quick: true,
         epochs: None,
         bootstrap_share: 0.5,
+        ramp_augment_copies: 0,
         seed: 3,
     };
     let bundle = prepare_minilm(&opts, &mut |_, _, _, _| {})

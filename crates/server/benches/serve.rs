@@ -36,6 +36,7 @@ fn bundle() -> PathBuf {
             quick: true,
             epochs: None,
             bootstrap_share: 0.25,
+            ramp_augment_copies: 3,
             seed: 5,
         };
         prepare_cnn(&opts, &mut |_, _, _, _| {})

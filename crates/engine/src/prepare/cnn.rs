@@ -2,6 +2,8 @@
 //! ramps on the bootstrap split, evaluate on the test set, profile on the serving
 //! device, and assemble a bundle.
 
+use apparate_controller::rng::SplitMix64;
+
 use super::{Phase, PrepareOptions, PrepareProgress};
 use crate::{
     Bundle, EarlyExitModel, InputSpec, Manifest, Result,
@@ -11,6 +13,7 @@ use crate::{
     model::{CnnSpec, Family},
     profiler::{ProfileConfig, profile_latency},
     train::{TrainConfig, train_backbone, train_ramps},
+    workload::{Corruption, corrupt_image},
 };
 
 /// Runs the whole pipeline for `resnet` or `vgg` and returns the bundle (not yet saved).
@@ -59,7 +62,8 @@ pub fn prepare_cnn(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> Resu
     let bootstrap =
         ((train.len() as f64 * opts.bootstrap_share).ceil() as usize).clamp(1, train.len());
     let bootstrap = train.slice(0, bootstrap);
-    train_ramps(&mut model, &bootstrap.images, &cfg, &mut |s, t, l| {
+    let ramp_inputs = with_corrupted_copies(&bootstrap.images, opts.ramp_augment_copies, opts.seed);
+    train_ramps(&mut model, &ramp_inputs, &cfg, &mut |s, t, l| {
         progress(Phase::Ramps, s, t, Some(l))
     })?;
     let report = evaluate(
@@ -94,4 +98,66 @@ pub fn prepare_cnn(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> Resu
         tokenizer: None,
         encoder_dir: None,
     })
+}
+
+/// `images` (`[N, 1, side, side]`, pixels in [0, 1]) followed by `copies` corrupted
+/// versions of each, with seeded random contrast, brightness, blur and noise. Ramps learn
+/// the backbone's answer on these too, so a ramp's confidence still means something when
+/// the light or the focus changes: trained on clean images only, the shallow ramps were
+/// confidently wrong on dim, noisy ones (docs/decisions.md).
+fn with_corrupted_copies(images: &tch::Tensor, copies: usize, seed: i64) -> tch::Tensor {
+    let size = images.size();
+    let side = usize::try_from(size[size.len() - 1]).expect("image side");
+    let clean = Vec::<f32>::try_from(images.flatten(0, -1)).expect("f32 images");
+    let mut rng = SplitMix64::new(seed as u64 ^ 0x5EED_0FC0_FFEE);
+    let mut all = clean.clone();
+    for _ in 0..copies {
+        for image in clean.chunks(side * side) {
+            let c = Corruption {
+                contrast: 0.3 + 0.7 * rng.unit(),
+                brightness: 0.4 * rng.unit() - 0.25,
+                blur_sigma_px: if rng.unit() < 0.3 {
+                    1.5 * rng.unit()
+                } else {
+                    0.0
+                },
+                noise_sigma: if rng.unit() < 0.5 {
+                    0.12 * rng.unit()
+                } else {
+                    0.0
+                },
+            };
+            let mut pixels = image.to_vec();
+            corrupt_image(&mut pixels, side, &c, &mut rng);
+            all.extend_from_slice(&pixels);
+        }
+    }
+    let mut shape = size;
+    shape[0] *= 1 + copies as i64;
+    tch::Tensor::from_slice(&all).view(shape.as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupted_copies_follow_the_clean_images_and_are_seeded() {
+        let images = tch::Tensor::rand([5, 1, 28, 28], (tch::Kind::Float, tch::Device::Cpu));
+        let out = with_corrupted_copies(&images, 3, 7);
+        assert_eq!(out.size(), [20, 1, 28, 28]);
+        assert!(
+            out.narrow(0, 0, 5).equal(&images),
+            "clean images come first"
+        );
+        let copies = out.narrow(0, 5, 15);
+        assert!(copies.min().double_value(&[]) >= 0.0 && copies.max().double_value(&[]) <= 1.0);
+        for k in 0..3 {
+            let copy = out.narrow(0, 5 * (k + 1), 5);
+            assert!(!copy.equal(&images), "copy {k} is corrupted");
+        }
+        assert!(out.equal(&with_corrupted_copies(&images, 3, 7)));
+        assert!(!out.equal(&with_corrupted_copies(&images, 3, 8)));
+        assert!(with_corrupted_copies(&images, 0, 7).equal(&images));
+    }
 }

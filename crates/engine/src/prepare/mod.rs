@@ -34,6 +34,10 @@ pub struct PrepareOptions {
     /// for images, a seeded random subset for the movie reviews (whose file is sorted by
     /// label).
     pub bootstrap_share: f64,
+    /// CNN ramps also train on this many corrupted copies of each bootstrap image
+    /// (random contrast, brightness, blur and noise), labelled with the backbone's answer
+    /// on the copy; 0 = clean images only. MiniLM ignores it.
+    pub ramp_augment_copies: usize,
     pub seed: i64,
 }
 

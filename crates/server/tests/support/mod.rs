@@ -43,6 +43,7 @@ pub fn quick_bundle_of(family: Family) -> PathBuf {
         quick: true,
         epochs: None,
         bootstrap_share: 0.25,
+        ramp_augment_copies: 3,
         seed: 5,
     };
     let bundle = prepare(&opts, &mut |_, _, _, _| {})
