@@ -92,6 +92,7 @@ impl ServeArgs {
             cfg.telemetry.log_format = apparate_telemetry::LogFormat::Json;
         }
         cfg.validate()?;
+        cfg.check_bundle_folder()?;
         Ok(cfg)
     }
 }

@@ -169,6 +169,30 @@ impl ServerConfig {
         Ok(())
     }
 
+    /// The `bundle` folder must hold a `manifest.yaml`: checked apart from
+    /// [`ServerConfig::validate`], which never touches the disk, so that `apparate serve`
+    /// reports a wrong path as a bad setting before it starts anything.
+    pub fn check_bundle_folder(&self) -> Result<(), ConfigError> {
+        let Some(dir) = &self.bundle else {
+            return Ok(()); // `validate` reports a missing `bundle`
+        };
+        if dir.join("manifest.yaml").is_file() {
+            return Ok(());
+        }
+        let what = if dir.is_dir() {
+            "has no manifest.yaml"
+        } else {
+            "does not exist"
+        };
+        Err(bad(
+            "bundle",
+            format!(
+                "{} {what}: pass a folder written by `apparate prepare`",
+                dir.display()
+            ),
+        ))
+    }
+
     /// The safe config as the version-0 `ExitConfig` (no lease).
     pub fn safe_exit_config(&self) -> v1::ExitConfig {
         v1::ExitConfig {
@@ -228,5 +252,23 @@ mod tests {
             ServerConfig::default().validate().unwrap_err().field,
             "bundle"
         );
+    }
+
+    #[test]
+    fn a_bundle_folder_without_a_manifest_is_a_bad_setting() {
+        let empty = std::env::temp_dir();
+        let missing = empty.join("apparate-no-such-bundle");
+        for (dir, says) in [
+            (&empty, "has no manifest.yaml"),
+            (&missing, "does not exist"),
+        ] {
+            let cfg = ServerConfig {
+                bundle: Some(dir.clone()),
+                ..Default::default()
+            };
+            let err = cfg.check_bundle_folder().unwrap_err();
+            assert_eq!(err.field, "bundle");
+            assert!(err.reason.contains(says), "{err}");
+        }
     }
 }
