@@ -197,7 +197,15 @@ impl Backbone for Cnn {
         } else {
             x.shallow_clone()
         };
-        self.blocks[i].forward_t(&x, train)
+        let y = self.blocks[i].forward_t(&x, train);
+        if train && i == 0 {
+            // Train the rest channels-last (NHWC strides; libtorch follows the input's
+            // layout): faster on the CPU for these small-channel convolutions. A one-channel
+            // input has no layout to follow, hence after the first block.
+            y.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+        } else {
+            y
+        }
     }
 
     fn out_width(&self) -> i64 {
