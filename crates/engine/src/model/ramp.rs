@@ -103,6 +103,18 @@ impl Ramp {
         }
     }
 
+    /// Divides the logits by `temperature` (folded into the weights; argmax unchanged).
+    pub(crate) fn scale_logits(&mut self, temperature: f64) {
+        let _guard = tch::no_grad_guard();
+        let w = &self.linear.ws / temperature;
+        self.linear.ws.copy_(&w);
+        if let Some(b) = self.linear.bs.as_mut() {
+            let scaled = &*b / temperature;
+            b.copy_(&scaled);
+        }
+        self.fold_pool();
+    }
+
     /// Logits from already pooled features (used to train ramps on cached features).
     pub fn forward_pooled(&self, pooled: &Tensor) -> Tensor {
         self.linear.forward(pooled)

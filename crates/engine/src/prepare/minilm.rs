@@ -132,6 +132,19 @@ pub fn prepare_minilm(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> R
     for (ramp, (mean, std)) in model.ramps.iter_mut().zip(&folds) {
         ramp.fold_standardization(mean, std);
     }
+    // Heads fitted this long on a few hundred sentences are overconfident: a quarter of their
+    // outputs read exactly 1.0 in f32, wrong ones included, which no threshold can separate.
+    // One temperature per ramp, fitted on the training rows outside the bootstrap split,
+    // spreads them out again (argmax, and so agreement, unchanged).
+    let held_out = complement(&bootstrap, train.len());
+    if held_out.numel() > 0 {
+        let _guard = tch::no_grad_guard();
+        let targets = final_predictions(&model, &final_features.index_select(0, &held_out));
+        for (ramp, f) in model.ramps.iter_mut().zip(&cut_features) {
+            let logits = ramp.forward_pooled(&f.index_select(0, &held_out));
+            ramp.scale_logits(fit_temperature(&logits, &targets));
+        }
+    }
 
     let report = {
         let _guard = tch::no_grad_guard();
@@ -231,6 +244,36 @@ fn bootstrap_rows(n: usize, share: f64, seed: u64) -> Tensor {
     Tensor::from_slice(&rows).to_kind(Kind::Int64)
 }
 
+/// The rows of `0..n` not in `rows` (ascending indices), ascending.
+fn complement(rows: &Tensor, n: usize) -> Tensor {
+    let taken: std::collections::BTreeSet<i64> =
+        Vec::<i64>::try_from(&rows.to_device(tch::Device::Cpu))
+            .expect("int64 rows")
+            .into_iter()
+            .collect();
+    let rest: Vec<i64> = (0..i64::try_from(n).expect("fits"))
+        .filter(|i| !taken.contains(i))
+        .collect();
+    Tensor::from_slice(&rest).to_device(rows.device())
+}
+
+/// The temperature `T` on a log grid from 1/4 to 256 that minimises the cross-entropy of
+/// `softmax(logits / T)` against `targets` (temperature scaling, Guo et al. 2017).
+fn fit_temperature(logits: &Tensor, targets: &Tensor) -> f64 {
+    (0..=60)
+        .map(|k| 2f64.powf(-2.0 + 10.0 * f64::from(k) / 60.0))
+        .map(|t| {
+            (
+                (logits / t)
+                    .cross_entropy_for_logits(targets)
+                    .double_value(&[]),
+                t,
+            )
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map_or(1.0, |(_, t)| t)
+}
+
 /// Encoder passes are long: fewer repetitions than the CNNs' default.
 pub(crate) fn profile_config() -> ProfileConfig {
     ProfileConfig {
@@ -286,4 +329,30 @@ fn shuffled(n: usize, seed: u64) -> Vec<usize> {
         order.swap(i, rng.below(i as u64 + 1) as usize);
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temperature_cools_overconfident_logits_and_sharpens_timid_ones() {
+        let targets = Tensor::from_slice(&[0i64, 0, 1, 1]);
+        // Certain on every row, wrong on one of four: a high temperature fits best.
+        let loud = Tensor::from_slice(&[20f32, -20., 20., -20., 20., -20., -20., 20.]).view([4, 2]);
+        assert!(fit_temperature(&loud, &targets) > 8.0);
+        // Right on every row with small margins: the coolest temperature on the grid.
+        let timid =
+            Tensor::from_slice(&[0.5f32, -0.5, 0.5, -0.5, -0.5, 0.5, -0.5, 0.5]).view([4, 2]);
+        assert_eq!(fit_temperature(&timid, &targets), 0.25);
+    }
+
+    #[test]
+    fn complement_lists_the_rows_left_out() {
+        let rows = Tensor::from_slice(&[1i64, 3]);
+        assert_eq!(
+            Vec::<i64>::try_from(&complement(&rows, 5)).unwrap(),
+            [0, 2, 4]
+        );
+    }
 }
