@@ -106,7 +106,11 @@ pub fn prepare_minilm(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> R
     )?;
     model.head.fold_standardization(&mean, &std);
 
-    let bootstrap = bootstrap_rows(train.len(), opts.bootstrap_share, seed).to_device(opts.device);
+    let (bootstrap, held_out) = split_rows(train.len(), opts.bootstrap_share, seed);
+    let (bootstrap, held_out) = (
+        bootstrap.to_device(opts.device),
+        held_out.to_device(opts.device),
+    );
     let mut folds = Vec::with_capacity(cut_features.len());
     let boot_features: Vec<Tensor> = cut_features
         .iter()
@@ -136,7 +140,6 @@ pub fn prepare_minilm(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> R
     // outputs read exactly 1.0 in f32, wrong ones included, which no threshold can separate.
     // One temperature per ramp, fitted on the training rows outside the bootstrap split,
     // spreads them out again (argmax, and so agreement, unchanged).
-    let held_out = complement(&bootstrap, train.len());
     if held_out.numel() > 0 {
         let _guard = tch::no_grad_guard();
         let targets = final_predictions(&model, &final_features.index_select(0, &held_out));
@@ -232,29 +235,18 @@ fn encode_features(
     Ok((per_cut.iter().map(|p| unsort(p)).collect(), unsort(&last)))
 }
 
-/// `round(n × share)` (at least 1) distinct rows of `0..n`, chosen with `seed`, ascending.
-fn bootstrap_rows(n: usize, share: f64, seed: u64) -> Tensor {
+/// Splits the rows `0..n` with `seed` into the bootstrap split, `round(n × share)` (at least
+/// 1) of them, and the rest; both ascending.
+fn split_rows(n: usize, share: f64, seed: u64) -> (Tensor, Tensor) {
     let count = ((n as f64 * share).round() as usize).clamp(1, n.max(1));
-    let mut rows: Vec<i64> = shuffled(n, seed)
+    let order: Vec<i64> = shuffled(n, seed)
         .into_iter()
-        .take(count)
         .map(|i| i64::try_from(i).expect("fits"))
         .collect();
-    rows.sort_unstable();
-    Tensor::from_slice(&rows).to_kind(Kind::Int64)
-}
-
-/// The rows of `0..n` not in `rows` (ascending indices), ascending.
-fn complement(rows: &Tensor, n: usize) -> Tensor {
-    let taken: std::collections::BTreeSet<i64> =
-        Vec::<i64>::try_from(&rows.to_device(tch::Device::Cpu))
-            .expect("int64 rows")
-            .into_iter()
-            .collect();
-    let rest: Vec<i64> = (0..i64::try_from(n).expect("fits"))
-        .filter(|i| !taken.contains(i))
-        .collect();
-    Tensor::from_slice(&rest).to_device(rows.device())
+    let (mut bootstrap, mut rest) = (order[..count].to_vec(), order[count..].to_vec());
+    bootstrap.sort_unstable();
+    rest.sort_unstable();
+    (Tensor::from_slice(&bootstrap), Tensor::from_slice(&rest))
 }
 
 /// The temperature `T` on a log grid from 1/4 to 256 that minimises the cross-entropy of
@@ -348,11 +340,16 @@ mod tests {
     }
 
     #[test]
-    fn complement_lists_the_rows_left_out() {
-        let rows = Tensor::from_slice(&[1i64, 3]);
-        assert_eq!(
-            Vec::<i64>::try_from(&complement(&rows, 5)).unwrap(),
-            [0, 2, 4]
+    fn the_bootstrap_split_and_the_rest_cover_every_row_once() {
+        let (boot, rest) = split_rows(10, 0.3, 7);
+        let (boot, rest) = (
+            Vec::<i64>::try_from(&boot).unwrap(),
+            Vec::<i64>::try_from(&rest).unwrap(),
         );
+        assert_eq!(boot.len(), 3);
+        assert!(boot.windows(2).all(|w| w[0] < w[1]) && rest.windows(2).all(|w| w[0] < w[1]));
+        let mut all = [boot, rest].concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..10).collect::<Vec<i64>>());
     }
 }
