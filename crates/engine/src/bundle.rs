@@ -183,8 +183,15 @@ impl Bundle {
             return Err(bad(&weights, "missing".into()));
         }
         for vs in [&mut model.backbone_vs, &mut model.ramps_vs] {
-            vs.load(&weights)
-                .map_err(|e| bad(&weights, e.to_string()))?;
+            vs.load(&weights).map_err(|e| {
+                // libtorch appends a C++ backtrace; its first line names the tensor.
+                let e = e.to_string();
+                let first = e.lines().next().unwrap_or_default();
+                bad(
+                    &weights,
+                    format!("{first}; a bundle from another apparate version: prepare it again"),
+                )
+            })?;
         }
         model.fold_ramp_pools();
         Ok(Self {

@@ -10,6 +10,9 @@ use super::CutPoint;
 #[derive(Debug)]
 pub struct Ramp {
     linear: nn::Linear,
+    /// Grid-pooled image ramps on wide cuts read only their first channels (see
+    /// [`MAX_RAMP_INPUT`]); `None` reads them all.
+    channels: Option<i64>,
     /// `[side², grid²]` averaging matrix for image cuts with `grid > 1`. On the CPU one
     /// matrix product pools several times faster than libtorch's adaptive pooling kernel,
     /// which kept all ramps together over 10 % of the ResNet's cost.
@@ -23,16 +26,21 @@ impl Ramp {
     /// A fresh ramp for `cut` (its channels pooled to `grid × grid` when it is an image
     /// cut) predicting `classes` classes.
     pub fn new(path: &nn::Path, cut: &CutPoint, grid: i64, classes: i64) -> Self {
-        let (features, pool_matrix) = if grid > 1 && cut.side > 0 {
+        let (features, channels, pool_matrix) = if grid > 1 && cut.side > 0 {
+            let read = cut
+                .width
+                .min((MAX_RAMP_INPUT / (cut.side * cut.side)).max(1));
             (
-                cut.width * grid * grid,
+                read * grid * grid,
+                (read < cut.width).then_some(read),
                 Some(pool_matrix(cut.side, grid, path.device())),
             )
         } else {
-            (cut.width, None)
+            (cut.width, None, None)
         };
         let mut ramp = Self {
             linear: nn::linear(path / "fc", features, classes, Default::default()),
+            channels,
             pool_matrix,
             folded: None,
         };
@@ -45,6 +53,7 @@ impl Ramp {
     pub fn global(path: &nn::Path, width: i64, classes: i64) -> Self {
         Self {
             linear: nn::linear(path / "fc", width, classes, Default::default()),
+            channels: None,
             pool_matrix: None,
             folded: None,
         }
@@ -53,7 +62,16 @@ impl Ramp {
     /// Logits from an activation at the ramp's cut point.
     pub fn forward(&self, activation: &Tensor, mask: Option<&Tensor>) -> Tensor {
         match (&self.folded, mask) {
-            (Some(w), None) => activation.flatten(1, -1).linear(w, self.linear.bs.as_ref()),
+            // `W · Xᵀ` (10 rows, batch columns) runs about twice as fast on the CPU as the
+            // same product the other way round, `X · Wᵀ` with ten columns (a poor GEMM
+            // shape); the transposed result is a view.
+            (Some(w), None) => {
+                let x = self.read(activation).flatten(1, -1);
+                match &self.linear.bs {
+                    Some(b) => b.unsqueeze(1).addmm(w, &x.tr()).tr(),
+                    None => w.mm(&x.tr()).tr(),
+                }
+            }
             _ => self.linear.forward(&self.pool(activation, mask)),
         }
     }
@@ -84,8 +102,21 @@ impl Ramp {
     /// Pooled features of an activation, as `forward_pooled` takes them.
     pub fn pool(&self, activation: &Tensor, mask: Option<&Tensor>) -> Tensor {
         match (&self.pool_matrix, mask) {
-            (Some(p), None) => activation.flatten(2, -1).matmul(p).flatten(1, -1),
+            (Some(p), None) => self
+                .read(activation)
+                .flatten(2, -1)
+                .matmul(p)
+                .flatten(1, -1),
             _ => pool(activation, mask),
+        }
+    }
+
+    /// The channels of an image activation this ramp reads: a view, no copy (for
+    /// contiguous NCHW activations each row stays one contiguous run).
+    fn read(&self, activation: &Tensor) -> Tensor {
+        match self.channels {
+            Some(c) => activation.narrow(1, 0, c),
+            None => activation.shallow_clone(),
         }
     }
 
@@ -120,6 +151,14 @@ impl Ramp {
         self.linear.forward(pooled)
     }
 }
+
+/// Most activation values per input a grid-pooled image ramp reads (16 channels of a
+/// 28×28 map): on wider cuts it reads only the first `MAX_RAMP_INPUT / side²` channels.
+/// A ramp's cost is the pass over its input, and past about 3 MB per batch of 64 that pass
+/// leaves the CPU's cache: VGG's first ramp (32 channels at 28×28) cost 0.53 ms reading all
+/// of them and 0.11 ms reading half, which took the VGG's ramps under 5 % of the model
+/// (docs/decisions.md).
+pub const MAX_RAMP_INPUT: i64 = 16 * 28 * 28;
 
 /// The matrix that averages a row-major `side × side` map over a `grid × grid`
 /// partition (cells of ⌊side/grid⌋ or ⌈side/grid⌉ pixels).
@@ -283,7 +322,7 @@ mod tests {
     #[test]
     fn folded_ramps_equal_pooling_then_linear() {
         tch::manual_seed(3);
-        for (side, width) in [(28, 16), (14, 32), (7, 64)] {
+        for (side, width) in [(28, 16), (14, 32), (7, 64), (28, 32)] {
             let vs = tch::nn::VarStore::new(Device::Cpu);
             let cut = CutPoint {
                 id: 0,
@@ -299,6 +338,35 @@ mod tests {
             let plain = ramp.forward_pooled(&ramp.pool(&x, None));
             assert!(folded.allclose(&plain, 1e-4, 1e-5, false), "side {side}");
         }
+    }
+
+    #[test]
+    fn ramps_on_wide_cuts_read_only_their_first_channels() {
+        tch::manual_seed(4);
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let cut = CutPoint {
+            id: 0,
+            name: "wide".into(),
+            width: 32,
+            depth_fraction: 0.1,
+            side: 28,
+        };
+        let ramp = Ramp::new(&vs.root(), &cut, 4, 10);
+        assert_eq!(ramp.channels, Some(16));
+        assert_eq!(ramp.linear.ws.size(), [10, 16 * 16]);
+        let x = Tensor::rand([3, 32, 28, 28], (Kind::Float, Device::Cpu));
+        let y = x.copy();
+        let _ = y.narrow(1, 16, 16).fill_(5.0);
+        assert!(
+            ramp.forward(&x, None)
+                .allclose(&ramp.forward(&y, None), 1e-5, 1e-6, false)
+        );
+        assert!(!ramp.forward(&x, None).allclose(
+            &ramp.forward(&(&x * 2.0), None),
+            1e-3,
+            1e-3,
+            false
+        ));
     }
 
     #[test]
