@@ -323,6 +323,7 @@ fn ensure_bundle(args: &Args) -> Result<PathBuf> {
         epochs: Some(args.epochs),
         bootstrap_share: 0.1,
         ramp_augment_copies: 3,
+        deep_supervision: 1.0,
         device: crate::doctor::parse_device(&args.device).map_err(anyhow::Error::msg)?,
         threads: args.threads,
         seed: 7,

@@ -49,6 +49,12 @@ pub struct Args {
     /// up when the light or focus drifts; 0 = clean images only.
     #[arg(long, default_value_t = 3)]
     pub ramp_augment_copies: usize,
+    /// Weight of the ramps' loss on the true labels while a CNN backbone trains (deep
+    /// supervision), which makes its intermediate features easier for the ramps to read;
+    /// the ramps are then distilled as usual with the backbone frozen. 0 trains the
+    /// backbone on its final loss alone. MiniLM ignores it.
+    #[arg(long, default_value_t = 1.0)]
+    pub deep_supervision: f64,
     /// Device to train and profile on: auto, cpu, cuda or cuda:N.
     #[arg(long, env = "APPARATE_DEVICE", default_value = "auto", value_parser = parse_device)]
     pub device: DeviceChoice,
@@ -110,6 +116,11 @@ pub fn run(args: &Args) -> Result<()> {
         "--bootstrap-share must be in (0, 1], got {}",
         args.bootstrap_share
     );
+    anyhow::ensure!(
+        args.deep_supervision.is_finite() && args.deep_supervision >= 0.0,
+        "--deep-supervision must be a finite weight >= 0, got {}",
+        args.deep_supervision
+    );
     set_threads(args.threads);
     let device = args.device.resolve();
     eprintln!(
@@ -125,6 +136,7 @@ pub fn run(args: &Args) -> Result<()> {
         epochs: args.epochs,
         bootstrap_share: args.bootstrap_share,
         ramp_augment_copies: args.ramp_augment_copies,
+        deep_supervision: args.deep_supervision,
         seed: args.seed,
     };
     let started = Instant::now();

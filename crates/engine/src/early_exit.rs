@@ -135,8 +135,10 @@ impl EarlyExitModel {
 
     /// The original model's logits in training mode (batch statistics, autograd on):
     /// the one path backbone training takes.
-    pub(crate) fn forward_train(&self, x: &Tensor) -> Tensor {
-        let h = self.walk_mode(x, None, true, |_, _| {});
+    /// `at_cut(i, activation)` sees each cut point's activation (with its graph), for
+    /// losses on the ramps.
+    pub(crate) fn forward_train(&self, x: &Tensor, at_cut: impl FnMut(usize, &Tensor)) -> Tensor {
+        let h = self.walk_mode(x, None, true, at_cut);
         self.head.forward(&h, None)
     }
 

@@ -1,5 +1,6 @@
-//! Training: the backbone on labels, then every ramp with the backbone frozen on the
-//! backbone's own predictions (distillation), as Apparate prepares its ramps.
+//! Training: the backbone on labels (for CNNs with every ramp learning the labels beside it:
+//! deep supervision), then every ramp with the backbone frozen on the backbone's own
+//! predictions (distillation), as Apparate prepares its ramps.
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
@@ -17,6 +18,9 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Passes over the bootstrap split for each ramp.
     pub ramp_epochs: u32,
+    /// Weight of the ramps' mean loss on the true labels while the CNN backbone trains
+    /// (deep supervision); 0 trains the backbone on its final loss alone.
+    pub deep_supervision: f64,
     pub seed: i64,
 }
 
@@ -28,6 +32,7 @@ impl Default for TrainConfig {
             lr: 0.1,
             weight_decay: 5e-4,
             ramp_epochs: 40,
+            deep_supervision: 1.0,
             seed: 7,
         }
     }
@@ -54,6 +59,12 @@ pub fn train_backbone(
         nesterov: true,
     };
     let mut opt = sgd.build(&model.backbone_vs, cfg.lr)?;
+    // Deep supervision: the ramps, on the true labels, train beside the backbone.
+    let mut ramp_opt = if cfg.deep_supervision > 0.0 {
+        Some(sgd.build(&model.ramps_vs, cfg.lr)?)
+    } else {
+        None
+    };
     let n = images.size()[0];
     let per_epoch = u64::try_from((n + cfg.batch_size - 1) / cfg.batch_size).expect("positive");
     let total = per_epoch * u64::from(cfg.epochs);
@@ -64,8 +75,26 @@ pub fn train_backbone(
             opt.set_lr(lr_at(cfg.lr, step, total));
             let x = flip_half(&images.index_select(0, &idx)).to_device(device);
             let y = labels.index_select(0, &idx).to_device(device);
-            let loss = model.forward_train(&x).cross_entropy_for_logits(&y);
+            let mut ramp_losses = Vec::new();
+            let logits = model.forward_train(&x, |i, h| {
+                if ramp_opt.is_some() {
+                    let ramp = &model.ramps[i];
+                    ramp_losses.push(
+                        ramp.forward_pooled(&ramp.pool(h, None))
+                            .cross_entropy_for_logits(&y),
+                    );
+                }
+            });
+            let mut loss = logits.cross_entropy_for_logits(&y);
+            if let Some(ramp_opt) = ramp_opt.as_mut() {
+                ramp_opt.set_lr(lr_at(cfg.lr, step, total));
+                ramp_opt.zero_grad();
+                loss += mean(ramp_losses) * cfg.deep_supervision;
+            }
             opt.backward_step(&loss);
+            if let Some(ramp_opt) = ramp_opt.as_mut() {
+                ramp_opt.step();
+            }
             step += 1;
             progress(step, total, loss.double_value(&[]));
         }
@@ -120,18 +149,10 @@ pub(crate) fn fit_ramps(
         cfg.ramp_epochs,
         |idx| {
             // One optimiser over all ramps: their parameters and losses are independent.
-            features
-                .iter()
-                .zip(ramps)
-                .map(|(f, ramp)| {
-                    ramp.forward_pooled(&f.index_select(0, idx))
-                        .cross_entropy_for_logits(&targets.index_select(0, idx))
-                })
-                .fold(
-                    Tensor::zeros([], (Kind::Float, targets.device())),
-                    |a, b| a + b,
-                )
-                / features.len().max(1) as f64
+            mean(features.iter().zip(ramps).map(|(f, ramp)| {
+                ramp.forward_pooled(&f.index_select(0, idx))
+                    .cross_entropy_for_logits(&targets.index_select(0, idx))
+            }))
         },
         progress,
     );
@@ -186,6 +207,15 @@ fn fit(
     }
 }
 
+/// The mean of scalar losses (all on one device); zero for none.
+fn mean(losses: impl IntoIterator<Item = Tensor>) -> Tensor {
+    let losses: Vec<Tensor> = losses.into_iter().collect();
+    if losses.is_empty() {
+        return Tensor::from(0f32);
+    }
+    Tensor::stack(&losses, 0).mean(Kind::Float)
+}
+
 /// Linear warm-up over the first 15 % of steps, then cosine decay to zero.
 fn lr_at(peak: f64, step: u64, total: u64) -> f64 {
     let t = step as f64 / total.max(1) as f64;
@@ -200,4 +230,50 @@ fn lr_at(peak: f64, step: u64, total: u64) -> f64 {
 fn flip_half(x: &Tensor) -> Tensor {
     let flip = Tensor::rand([x.size()[0], 1, 1, 1], (Kind::Float, x.device())).lt(0.5);
     x.flip([3]).where_self(&flip, x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::CnnSpec;
+
+    /// The ramps' weights, flattened into one vector.
+    fn ramp_weights(model: &EarlyExitModel) -> Tensor {
+        let vars = model.ramps_vs.variables();
+        let mut names: Vec<&String> = vars.keys().collect();
+        names.sort();
+        Tensor::cat(
+            &names
+                .iter()
+                .map(|n| vars[*n].flatten(0, -1))
+                .collect::<Vec<_>>(),
+            0,
+        )
+    }
+
+    #[test]
+    fn deep_supervision_trains_the_ramps_with_the_backbone_and_zero_leaves_them() {
+        let images = Tensor::rand([32, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let labels = Tensor::randint(10, [32], (Kind::Int64, Device::Cpu));
+        for (weight, moves) in [(1.0, true), (0.0, false)] {
+            tch::manual_seed(1);
+            let mut model = EarlyExitModel::cnn(CnnSpec::resnet(10), Device::Cpu);
+            let before = ramp_weights(&model).copy();
+            let cfg = TrainConfig {
+                epochs: 1,
+                batch_size: 16,
+                deep_supervision: weight,
+                ..TrainConfig::default()
+            };
+            train_backbone(&mut model, &images, &labels, &cfg, &mut |_, _, l| {
+                assert!(l.is_finite())
+            })
+            .unwrap();
+            assert_eq!(
+                !ramp_weights(&model).equal(&before),
+                moves,
+                "weight {weight}"
+            );
+        }
+    }
 }

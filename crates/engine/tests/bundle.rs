@@ -11,13 +11,10 @@ use tch::{Device, Kind, Tensor};
 fn quick(family: Family) -> Bundle {
     set_threads(2);
     let opts = PrepareOptions {
-        family,
-        device: Device::Cpu,
         quick: true,
-        epochs: None,
         bootstrap_share: 0.25,
-        ramp_augment_copies: 3,
         seed: 3,
+        ..PrepareOptions::new(family, Device::Cpu)
     };
     prepare_cnn(&opts, &mut |_, _, _, _| {}).expect("prepare (needs scripts/bootstrap.sh data)")
 }

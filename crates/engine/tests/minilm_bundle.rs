@@ -21,13 +21,10 @@ const TEXTS: [&str; 3] = [
 fn quick_minilm_bundle_serves_text_exactly_like_the_plain_model() {
     set_threads(2);
     let opts = PrepareOptions {
-        family: Family::Minilm,
-        device: Device::Cpu,
         quick: true,
-        epochs: None,
         bootstrap_share: 0.5,
-        ramp_augment_copies: 0,
         seed: 3,
+        ..PrepareOptions::new(Family::Minilm, Device::Cpu)
     };
     let bundle = prepare_minilm(&opts, &mut |_, _, _, _| {})
         .expect("prepare (needs scripts/bootstrap.sh data)");

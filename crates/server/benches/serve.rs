@@ -31,13 +31,10 @@ fn bundle() -> PathBuf {
     if !dir.join("manifest.yaml").is_file() {
         eprintln!("preparing a quick ResNet bundle in {} ...", dir.display());
         let opts = PrepareOptions {
-            family: Family::Resnet,
-            device: tch::Device::Cpu,
             quick: true,
-            epochs: None,
             bootstrap_share: 0.25,
-            ramp_augment_copies: 3,
             seed: 5,
+            ..PrepareOptions::new(Family::Resnet, tch::Device::Cpu)
         };
         prepare_cnn(&opts, &mut |_, _, _, _| {})
             .expect("quick prepare")

@@ -32,6 +32,7 @@ pub fn prepare_cnn(opts: &PrepareOptions, progress: PrepareProgress<'_>) -> Resu
     let mut test = load_fashion_mnist(&dir, Split::Test)?;
     let mut cfg = TrainConfig {
         seed: opts.seed,
+        deep_supervision: opts.deep_supervision,
         ..TrainConfig::default()
     };
     let mut profile_cfg = ProfileConfig::default();

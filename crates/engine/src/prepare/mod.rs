@@ -38,7 +38,27 @@ pub struct PrepareOptions {
     /// (random contrast, brightness, blur and noise), labelled with the backbone's answer
     /// on the copy; 0 = clean images only. MiniLM ignores it.
     pub ramp_augment_copies: usize,
+    /// Weight of the ramps' loss on the true labels while a CNN backbone trains (deep
+    /// supervision: it makes the intermediate features easier for a ramp to read); 0 =
+    /// the final loss alone. MiniLM ignores it (its encoder is pretrained and frozen).
+    pub deep_supervision: f64,
     pub seed: i64,
+}
+
+impl PrepareOptions {
+    /// The defaults of `apparate prepare` for `family` on `device`.
+    pub fn new(family: Family, device: Device) -> Self {
+        Self {
+            family,
+            device,
+            quick: false,
+            epochs: None,
+            bootstrap_share: 0.1,
+            ramp_augment_copies: 3,
+            deep_supervision: 1.0,
+            seed: 7,
+        }
+    }
 }
 
 /// Which phase a progress report is about.

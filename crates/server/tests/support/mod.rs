@@ -38,13 +38,10 @@ pub fn quick_bundle_of(family: Family) -> PathBuf {
     }
     set_threads(1);
     let opts = PrepareOptions {
-        family,
-        device: tch::Device::Cpu,
         quick: true,
-        epochs: None,
         bootstrap_share: 0.25,
-        ramp_augment_copies: 3,
         seed: 5,
+        ..PrepareOptions::new(family, tch::Device::Cpu)
     };
     let bundle = prepare(&opts, &mut |_, _, _, _| {})
         .expect("quick prepare (needs `scripts/bootstrap.sh data`)");
