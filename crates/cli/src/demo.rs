@@ -316,17 +316,18 @@ fn ensure_bundle(args: &Args) -> Result<PathBuf> {
         dir.display(),
         args.epochs
     );
+    let defaults = crate::prepare::defaults();
     crate::prepare::run(&crate::prepare::Args {
         model: crate::prepare::ModelArg::Resnet,
         out: dir.clone(),
         quick: false,
         epochs: Some(args.epochs),
-        bootstrap_share: 0.1,
-        ramp_augment_copies: 3,
-        deep_supervision: 1.0,
+        bootstrap_share: defaults.bootstrap_share,
+        ramp_augment_copies: defaults.ramp_augment_copies,
+        deep_supervision: defaults.deep_supervision,
         device: crate::doctor::parse_device(&args.device).map_err(anyhow::Error::msg)?,
         threads: args.threads,
-        seed: 7,
+        seed: defaults.seed,
     })?;
     Ok(dir)
 }

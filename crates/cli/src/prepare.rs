@@ -25,6 +25,12 @@ pub enum ModelArg {
     Minilm,
 }
 
+/// The engine's defaults for what `apparate prepare` and the demo do not set themselves
+/// (family and device aside, they are the same for every model).
+pub fn defaults() -> PrepareOptions {
+    PrepareOptions::new(Family::Resnet, tch::Device::Cpu)
+}
+
 /// Arguments of `apparate prepare`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -42,18 +48,18 @@ pub struct Args {
     #[arg(long)]
     pub epochs: Option<u32>,
     /// Share of the training set, from its start, used to train the ramps (the bootstrap split).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = defaults().bootstrap_share)]
     pub bootstrap_share: f64,
     /// CNN ramps also learn the backbone's answers on this many corrupted copies of each
     /// bootstrap image (random contrast, brightness, blur, noise), so their confidence holds
     /// up when the light or focus drifts; 0 = clean images only.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = defaults().ramp_augment_copies)]
     pub ramp_augment_copies: usize,
     /// Weight of the ramps' loss on the true labels while a CNN backbone trains (deep
     /// supervision), which makes its intermediate features easier for the ramps to read;
     /// the ramps are then distilled as usual with the backbone frozen. 0 trains the
     /// backbone on its final loss alone. MiniLM ignores it.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = defaults().deep_supervision)]
     pub deep_supervision: f64,
     /// Device to train and profile on: auto, cpu, cuda or cuda:N.
     #[arg(long, env = "APPARATE_DEVICE", default_value = "auto", value_parser = parse_device)]
@@ -62,7 +68,7 @@ pub struct Args {
     #[arg(long, env = "APPARATE_THREADS", default_value_t = 0)]
     pub threads: usize,
     /// Seed for initialisation and shuffling.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = defaults().seed)]
     pub seed: i64,
 }
 

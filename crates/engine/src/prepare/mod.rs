@@ -18,6 +18,7 @@ use crate::{
     Bundle, InputSpec, Result,
     model::Family,
     profiler::{ProfileConfig, profile_latency},
+    train::TrainConfig,
 };
 
 /// What to prepare.
@@ -48,6 +49,7 @@ pub struct PrepareOptions {
 impl PrepareOptions {
     /// The defaults of `apparate prepare` for `family` on `device`.
     pub fn new(family: Family, device: Device) -> Self {
+        let train = TrainConfig::default();
         Self {
             family,
             device,
@@ -55,8 +57,8 @@ impl PrepareOptions {
             epochs: None,
             bootstrap_share: 0.1,
             ramp_augment_copies: 3,
-            deep_supervision: 1.0,
-            seed: 7,
+            deep_supervision: train.deep_supervision,
+            seed: train.seed,
         }
     }
 }
